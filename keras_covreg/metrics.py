@@ -1,0 +1,490 @@
+"""Metrics of a layer's activations, from Kagebaeck & Mogren, Section 3.1.
+
+Pure NumPy, computed in float64. Every metric takes either activations of shape
+(n_samples, n_features) or, with ``from_covariance=True``, their covariance
+matrix of shape (n_features, n_features): a caller that accumulated the
+covariance with `StreamingCovariance` never needs to hold the samples.
+
+Notation: ``H`` is the (N, p) activation matrix, ``C`` its sample covariance
+(denominator N - 1), ``lambda_1 >= ... >= lambda_p`` the spectrum of the chosen
+*basis*:
+
+* ``basis="pca"``: the eigenvalues of C (variance along principal components);
+* ``basis="unit"``: the diagonal of C (variance of each unit, in the layer's own
+  coordinates), sorted in decreasing order.
+
+The paper does not say which basis its "dimensions" are; every spectral metric
+here takes both and defaults to ``"pca"``.
+
+Degenerate input (every unit constant, so the total variance is 0) is not an
+error: the ratio metrics return NaN and `DegenerateActivationsWarning` is
+issued; `utilized_dimensions` returns 0.
+"""
+
+import warnings
+
+import numpy as np
+
+from keras_covreg import _validation
+
+__all__ = [
+    "DegenerateActivationsWarning",
+    "StreamingCovariance",
+    "covariance",
+    "covariance_summary",
+    "covariance_variance_ratio",
+    "effective_rank",
+    "l_sigma",
+    "mean_abs_pearson",
+    "participation_ratio",
+    "spectrum",
+    "top_d_variance_ratio",
+    "utilized_dimensions",
+]
+
+BASES = ("pca", "unit")
+
+# A unit whose variance is below this fraction of the largest unit variance is
+# treated as having zero variance by `mean_abs_pearson`. Units that L_Sigma
+# switches off keep a variance of order float32 round-off (~1e-7 relative)
+# squared, far below this.
+ZERO_VARIANCE_RTOL = 1e-12
+
+# Relative slack when comparing a cumulative variance to q * total, so that
+# rank-k data gives exactly k despite round-off in the trailing eigenvalues.
+CUMULATIVE_RTOL = 1e-10
+
+
+class DegenerateActivationsWarning(UserWarning):
+    """Issued when a metric is undefined for the activations given to it."""
+
+
+def covariance(activations):
+    """Sample covariance of activations, float64 (paper, Section 2.1).
+
+    ``C = (H - 1 h_bar)^T (H - 1 h_bar) / (N - 1)``.
+
+    Args:
+        activations: array of shape (n_samples, n_features), n_samples >= 2.
+
+    Returns:
+        Array of shape (n_features, n_features).
+
+    Raises:
+        ValueError: if `activations` is not 2-D, has fewer than 2 samples or
+            holds NaN or inf.
+
+    Example:
+        >>> covariance([[0.0, 1.0], [2.0, 3.0]]).tolist()
+        [[2.0, 2.0], [2.0, 2.0]]
+    """
+    h = _validation.as_activations("activations", activations)
+    centered = h - h.mean(axis=0)
+    return centered.T @ centered / (h.shape[0] - 1)
+
+
+def _covariance_of(activations, from_covariance):
+    if from_covariance:
+        return _validation.as_covariance("activations", activations)
+    return covariance(activations)
+
+
+def _warn_degenerate(metric):
+    warnings.warn(
+        f"{metric} is undefined: the total variance of the activations is 0 "
+        "(every unit is constant). Returning NaN.",
+        DegenerateActivationsWarning,
+        stacklevel=3,
+    )
+
+
+def spectrum(activations, *, basis="pca", from_covariance=False):
+    """Variances of the activations along the chosen basis, largest first.
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        basis: ``"pca"`` for the eigenvalues of C (negative round-off clipped
+            to 0), ``"unit"`` for its diagonal.
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        Array of shape (n_features,), sorted in decreasing order.
+
+    Example:
+        >>> spectrum([[4.0, 0.0], [0.0, 1.0]], basis="unit",
+        ...          from_covariance=True).tolist()
+        [4.0, 1.0]
+    """
+    _validation.check_choice("basis", basis, BASES)
+    c = _covariance_of(activations, from_covariance)
+    if basis == "unit":
+        values = np.diag(c).copy()
+    else:
+        values = np.linalg.eigvalsh(c)
+    return np.sort(np.clip(values, 0.0, None))[::-1]
+
+
+def l_sigma(activations, *, from_covariance=False):
+    """The paper's covariance penalty L_Sigma (eq. 1-2). Lower is less correlated.
+
+    ``L_Sigma = sum_ij |C_ij| / p^2``, diagonal included.
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        A float >= 0.
+
+    Example:
+        >>> l_sigma([[1.0, -0.5], [-0.5, 1.0]], from_covariance=True)
+        0.75
+    """
+    c = _covariance_of(activations, from_covariance)
+    return float(np.abs(c).sum() / c.shape[0] ** 2)
+
+
+def covariance_variance_ratio(activations, *, from_covariance=False):
+    """Covariance/variance ratio, CVR (Section 3.1). Lower is better; 1 is ideal.
+
+    ``CVR = sum_ij |C_ij| / tr(C)``, in [1, p]. The printed formula carries an
+    extra 1/p^2 that its stated optimum of 1 and Table 1's 20.00 (84 units)
+    rule out (see PAPER-NOTES). Sampling noise alone gives about
+    ``1 + (p - 1) sqrt(2 / (pi N))`` for independent units, so compare values
+    at equal N.
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        A float in [1, p], or NaN (with `DegenerateActivationsWarning`) when
+        every unit is constant.
+
+    Example:
+        >>> covariance_variance_ratio([[1.0, 0.5], [0.5, 1.0]],
+        ...                           from_covariance=True)
+        1.5
+    """
+    c = _covariance_of(activations, from_covariance)
+    trace = float(np.trace(c))
+    if trace <= 0:
+        _warn_degenerate("covariance_variance_ratio")
+        return float("nan")
+    return float(np.abs(c).sum() / trace)
+
+
+def mean_abs_pearson(activations, *, from_covariance=False):
+    """Mean absolute Pearson correlation, MAPC (Section 3.1). Lower is better.
+
+    ``MAPC = 2 / (p^2 - p) sum_{i<j} |C_ij| / sqrt(C_ii C_jj)``, in [0, 1].
+
+    Pairs that involve a unit of zero variance (below ``ZERO_VARIANCE_RTOL``
+    times the largest variance) have no correlation and are left out of the
+    mean. L_Sigma switches units off on purpose, so this is the common case,
+    not an error.
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        A float in [0, 1], or NaN (with `DegenerateActivationsWarning`) when
+        fewer than two units vary, so that no pair is left.
+
+    Example:
+        >>> mean_abs_pearson([[1.0, -0.5], [-0.5, 1.0]], from_covariance=True)
+        0.5
+    """
+    c = _covariance_of(activations, from_covariance)
+    variances = np.diag(c)
+    active = variances > ZERO_VARIANCE_RTOL * max(variances.max(), 0.0)
+    active &= variances > 0
+    if active.sum() < 2:
+        warnings.warn(
+            "mean_abs_pearson is undefined: fewer than two units have non-zero "
+            f"variance ({int(active.sum())} of {c.shape[0]}). Returning NaN.",
+            DegenerateActivationsWarning,
+            stacklevel=2,
+        )
+        return float("nan")
+    sub = c[np.ix_(active, active)]
+    std = np.sqrt(np.diag(sub))
+    corr = np.abs(sub / np.outer(std, std))
+    upper = np.triu_indices(sub.shape[0], k=1)
+    return float(np.clip(corr[upper], 0.0, 1.0).mean())
+
+
+def top_d_variance_ratio(activations, d, *, basis="pca", from_covariance=False):
+    """Top-d variance over total variance, TdV (Section 3.1). Higher is better.
+
+    ``TdV = sum_{k<=d} lambda_k / sum_k lambda_k``, in [0, 1]; with d the true
+    dimension of the data, 1 means the representation uses no more than d
+    dimensions.
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        d: integer in [1, n_features].
+        basis: ``"pca"`` or ``"unit"`` (see the module docstring).
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        A float in [0, 1], or NaN (with `DegenerateActivationsWarning`) when
+        every unit is constant.
+
+    Example:
+        >>> top_d_variance_ratio([[3.0, 0.0], [0.0, 1.0]], 1, basis="unit",
+        ...                      from_covariance=True)
+        0.75
+    """
+    values = spectrum(activations, basis=basis, from_covariance=from_covariance)
+    d = _validation.check_int_in_range("d", d, 1, values.size)
+    total = values.sum()
+    if total <= 0:
+        _warn_degenerate("top_d_variance_ratio")
+        return float("nan")
+    return float(values[:d].sum() / total)
+
+
+def utilized_dimensions(activations, *, q=0.9, basis="pca", from_covariance=False):
+    """Utilized dimensions, UD_q (Section 3.1). Lower means a more compact code.
+
+    The fewest dimensions of the basis whose variances add up to at least a
+    fraction q of the total variance (UD_90 for q = 0.9).
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        q: fraction of the variance to retain, in (0, 1]. Defaults to 0.9.
+        basis: ``"pca"`` or ``"unit"`` (see the module docstring).
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        An int in [1, p]; 0 (with `DegenerateActivationsWarning`) when every
+        unit is constant, since no dimension is needed to hold no variance.
+
+    Example:
+        >>> utilized_dimensions([[8.0, 0.0], [0.0, 1.0]], basis="unit",
+        ...                     from_covariance=True)
+        1
+    """
+    q = _validation.check_fraction("q", q)
+    values = spectrum(activations, basis=basis, from_covariance=from_covariance)
+    total = values.sum()
+    if total <= 0:
+        warnings.warn(
+            "utilized_dimensions: the total variance is 0 (every unit is "
+            "constant). Returning 0.",
+            DegenerateActivationsWarning,
+            stacklevel=2,
+        )
+        return 0
+    target = q * total * (1.0 - CUMULATIVE_RTOL)
+    return int(min(np.searchsorted(np.cumsum(values), target) + 1, values.size))
+
+
+def effective_rank(activations, *, basis="pca", from_covariance=False):
+    """Effective rank (Roy & Vetterli, 2007). Lower means a more compact code.
+
+    ``exp(-sum_k w_k log w_k)`` with ``w_k = lambda_k / sum lambda``: the
+    exponential of the entropy of the normalized spectrum, in [1, p]; p for a
+    flat spectrum, 1 when one dimension holds all the variance.
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        basis: ``"pca"`` or ``"unit"`` (see the module docstring).
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        A float in [1, p], or NaN (with `DegenerateActivationsWarning`) when
+        every unit is constant.
+
+    Example:
+        >>> effective_rank([[2.0, 0.0], [0.0, 2.0]], from_covariance=True)
+        2.0
+    """
+    values = spectrum(activations, basis=basis, from_covariance=from_covariance)
+    total = values.sum()
+    if total <= 0:
+        _warn_degenerate("effective_rank")
+        return float("nan")
+    w = values / total
+    w = w[w > 0]
+    return float(np.exp(-np.sum(w * np.log(w))))
+
+
+def participation_ratio(activations, *, basis="pca", from_covariance=False):
+    """Participation ratio. Lower means a more compact code.
+
+    ``(sum_k lambda_k)^2 / sum_k lambda_k^2``, in [1, p] (Gao et al., 2017,
+    "A theory of multineuronal dimensionality, dynamics and measurement").
+
+    Args:
+        activations: array of shape (n_samples, n_features), or of shape
+            (n_features, n_features) with ``from_covariance=True``.
+        basis: ``"pca"`` or ``"unit"`` (see the module docstring).
+        from_covariance: whether `activations` is already a covariance matrix.
+
+    Returns:
+        A float in [1, p], or NaN (with `DegenerateActivationsWarning`) when
+        every unit is constant.
+
+    Example:
+        >>> participation_ratio([[3.0, 0.0], [0.0, 1.0]], from_covariance=True)
+        1.6
+    """
+    values = spectrum(activations, basis=basis, from_covariance=from_covariance)
+    total = values.sum()
+    if total <= 0:
+        _warn_degenerate("participation_ratio")
+        return float("nan")
+    return float(total**2 / np.sum(values**2))
+
+
+def covariance_summary(cov, *, d=None, q=0.9):
+    """Every metric of this module, from one covariance matrix.
+
+    Args:
+        cov: covariance matrix of shape (n_features, n_features).
+        d: the true dimension of the data, for TdV; omitted when None.
+        q: fraction of variance for UD. Defaults to 0.9.
+
+    Returns:
+        A dict of floats with the keys ``l_sigma``, ``cvr``, ``mapc``,
+        ``ud_pca``, ``ud_unit``, ``effective_rank``, ``participation_ratio``
+        and, when `d` is given, ``tdv_pca`` and ``tdv_unit``. Undefined values
+        are NaN, without warnings.
+
+    Example:
+        >>> s = covariance_summary([[1.0, 0.0], [0.0, 1.0]], d=1)
+        >>> s["cvr"], s["ud_unit"], s["tdv_pca"]
+        (1.0, 2.0, 0.5)
+    """
+    kw = {"from_covariance": True}
+    c = _validation.as_covariance("cov", cov)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateActivationsWarning)
+        out = {
+            "l_sigma": l_sigma(c, **kw),
+            "cvr": covariance_variance_ratio(c, **kw),
+            "mapc": mean_abs_pearson(c, **kw),
+            "ud_pca": float(utilized_dimensions(c, q=q, basis="pca", **kw)),
+            "ud_unit": float(utilized_dimensions(c, q=q, basis="unit", **kw)),
+            "effective_rank": effective_rank(c, **kw),
+            "participation_ratio": participation_ratio(c, **kw),
+        }
+        if d is not None:
+            out["tdv_pca"] = top_d_variance_ratio(c, d, basis="pca", **kw)
+            out["tdv_unit"] = top_d_variance_ratio(c, d, basis="unit", **kw)
+    return out
+
+
+class StreamingCovariance:
+    """Exact, mergeable float64 accumulator of a sample covariance.
+
+    Keeps the count, the mean and the centered sum of outer products M2, and
+    folds in each batch with the pairwise update of Chan, Golub & LeVeque
+    (1979, "Updating formulae and a pairwise algorithm for computing sample
+    variances"): memory is O(p^2) whatever the number of samples, and the
+    result equals ``numpy.cov(all_samples, rowvar=False)`` to round-off.
+
+    Args:
+        n_features: the number of features, or None to take it from the first
+            batch.
+
+    Example:
+        >>> acc = StreamingCovariance()
+        >>> acc.update([[0.0, 1.0]]).update([[2.0, 3.0]])
+        StreamingCovariance(count=2, n_features=2)
+        >>> acc.covariance().tolist()
+        [[2.0, 2.0], [2.0, 2.0]]
+    """
+
+    def __init__(self, n_features=None):
+        if n_features is not None:
+            _validation.check_int_in_range("n_features", n_features, 1, 2**31)
+        self.n_features = n_features
+        self.count = 0
+        self._mean = None
+        self._m2 = None
+
+    def __repr__(self):
+        return f"StreamingCovariance(count={self.count}, n_features={self.n_features})"
+
+    def update(self, batch):
+        """Adds a batch of shape (n_samples, n_features); returns self.
+
+        Raises:
+            ValueError: if `batch` is not 2-D, has the wrong number of features
+                or holds NaN or inf.
+        """
+        h = _validation.as_activations("batch", batch, min_samples=0)
+        if self.n_features is None:
+            self.n_features = h.shape[1]
+        if h.shape[1] != self.n_features:
+            raise ValueError(
+                f"`batch` must have {self.n_features} features, like the batches "
+                f"before it. Received: batch of shape {h.shape}"
+            )
+        if h.shape[0] == 0:
+            return self
+        mean = h.mean(axis=0)
+        centered = h - mean
+        self._merge(h.shape[0], mean, centered.T @ centered)
+        return self
+
+    def merge(self, other):
+        """Folds another accumulator (e.g. another worker's) in; returns self."""
+        if not isinstance(other, StreamingCovariance):
+            raise TypeError(
+                "`other` must be a StreamingCovariance. "
+                f"Received: other of type {type(other).__name__}"
+            )
+        if other.count == 0:
+            return self
+        if self.n_features is not None and other.n_features != self.n_features:
+            raise ValueError(
+                f"`other` must have {self.n_features} features. "
+                f"Received: other with n_features={other.n_features}"
+            )
+        self.n_features = other.n_features
+        self._merge(other.count, other._mean, other._m2)
+        return self
+
+    def _merge(self, n_b, mean_b, m2_b):
+        if self.count == 0:
+            self.count, self._mean, self._m2 = n_b, mean_b.copy(), m2_b.copy()
+            return
+        n_a = self.count
+        n = n_a + n_b
+        delta = mean_b - self._mean
+        self._m2 += m2_b
+        self._m2 += np.outer(delta, delta) * (n_a * n_b / n)
+        self._mean += delta * (n_b / n)
+        self.count = n
+
+    @property
+    def mean(self):
+        """The mean of the samples so far, of shape (n_features,)."""
+        if self.count == 0:
+            raise ValueError("StreamingCovariance.mean: no samples have been added.")
+        return self._mean.copy()
+
+    def covariance(self):
+        """Sample covariance (denominator N - 1), of shape (p, p).
+
+        Raises:
+            ValueError: if fewer than 2 samples were added.
+        """
+        if self.count < 2:
+            raise ValueError(
+                "StreamingCovariance needs at least 2 samples for a covariance. "
+                f"Received: count={self.count}"
+            )
+        return self._m2 / (self.count - 1)
