@@ -1,0 +1,265 @@
+"""The regularizers against the float64 reference, on the current backend.
+
+`.ci/run` runs this file under KERAS_BACKEND=tensorflow, jax and torch, and
+under the newest Keras 3.13 (which does not divide activity penalties by the
+batch size) as well as the newest Keras 3.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_covreg
+from keras_covreg import (
+    ActivityL1Regularizer,
+    CovarianceRegularizer,
+    DeCovRegularizer,
+    _compat,
+)
+from tests import backend_utils, reference
+
+REFERENCES = {
+    CovarianceRegularizer: lambda h: reference.l_sigma(reference.covariance(h)),
+    DeCovRegularizer: reference.decov,
+    ActivityL1Regularizer: lambda h: float(np.mean(np.abs(h))),
+}
+ALL = sorted(REFERENCES, key=lambda cls: cls.__name__)
+
+
+def batch(n=12, p=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, p)) @ rng.normal(size=(p, p)) + 0.5).astype("float32")
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("shape", [(12, 5), (3, 1), (64, 9)])
+def test_penalty_matches_reference(cls, shape):
+    x = batch(*shape)
+    got = backend_utils.to_numpy(cls(0.3).penalty(ops.convert_to_tensor(x)))
+    assert got.dtype == np.float32 and got.shape == ()
+    np.testing.assert_allclose(got, 0.3 * REFERENCES[cls](x), rtol=2e-5)
+
+
+@pytest.mark.parametrize("cls", [CovarianceRegularizer, DeCovRegularizer])
+def test_feature_maps_channels_and_flatten(cls):
+    x = np.random.default_rng(1).normal(size=(4, 3, 2, 5)).astype("float32")
+    tensor = ops.convert_to_tensor(x)
+    channels = cls(1.0).penalty(tensor)
+    np.testing.assert_allclose(channels, REFERENCES[cls](x.reshape(-1, 5)), rtol=2e-5)
+    flat = cls(1.0, spatial_mode="flatten").penalty(tensor)
+    np.testing.assert_allclose(flat, REFERENCES[cls](x.reshape(4, -1)), rtol=2e-5)
+    first = cls(1.0, channel_axis=1).penalty(ops.convert_to_tensor(np.moveaxis(x, -1, 1)))
+    np.testing.assert_allclose(first, channels, rtol=1e-5)
+
+
+def test_detection_matches_the_keras_release():
+    major, minor = (int(v) for v in keras.__version__.split(".")[:2])
+    assert _compat.activity_loss_is_divided_by_batch_size() == ((major, minor) >= (3, 14))
+
+
+def dense_model(regularizer, p=4, optimizer="sgd"):
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(p, activity_regularizer=regularizer, name="code"),
+            keras.layers.Dense(5),
+        ]
+    )
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_loss_receives_exactly_strength_times_penalty(cls):
+    keras.utils.set_random_seed(0)
+    model = dense_model(cls(0.25))
+    x, y = batch(16, 5, seed=2), batch(16, 5, seed=3)
+    code = backend_utils.to_numpy(model.get_layer("code")(x)).astype(np.float64)
+    expected_penalty = 0.25 * REFERENCES[cls](code)
+    layer = model.get_layer("code")
+    np.testing.assert_allclose(
+        backend_utils.to_numpy(ops.sum(layer.losses)), expected_penalty, rtol=2e-5
+    )
+    mse = np.mean((backend_utils.to_numpy(model(x)) - y) ** 2)
+    loss = model.evaluate(x, y, batch_size=16, verbose=0)
+    np.testing.assert_allclose(loss, mse + expected_penalty, rtol=2e-5)
+
+
+def test_batch_of_one_gives_zero_and_training_stays_finite():
+    reg = CovarianceRegularizer(1.0)
+    assert float(reg.penalty(ops.convert_to_tensor(batch(1, 5)))) == 0.0
+    model = dense_model(reg)
+    history = model.fit(batch(4, 5), batch(4, 5, seed=1), batch_size=1, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert all(np.isfinite(backend_utils.to_numpy(w)).all() for w in model.weights)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("cls", ALL)
+def test_mixed_precision_trains_without_overflow(policy, cls):
+    keras.config.set_dtype_policy(policy)
+    try:
+        # Activations of 300 in float16 give squares (9e4) above its max (6.5e4).
+        x = (batch(32, 5) * 300).astype("float32")
+        model = dense_model(cls(0.1), optimizer="adam")
+        penalty = cls(0.1)(model.get_layer("code")(x))
+        assert keras.backend.standardize_dtype(penalty.dtype) == "float32"
+        assert np.isfinite(backend_utils.to_numpy(penalty))
+        history = model.fit(x, x / 300, batch_size=16, epochs=2, verbose=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.skipif(backend_utils.BACKEND == "torch", reason="XLA is TF and JAX only")
+def test_jit_compiled_training_matches_eager():
+    x, y = batch(32, 5), batch(32, 5, seed=1)
+    losses = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = dense_model(CovarianceRegularizer(0.5))
+        model.compile(optimizer="sgd", loss="mse", jit_compile=jit)
+        losses.append(model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False).history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_compiled_penalty_matches_eager(cls):
+    x = batch(20, 6)
+    reg = cls(0.4)
+    eager = backend_utils.to_numpy(reg(ops.convert_to_tensor(x)))
+    traced = backend_utils.to_numpy(backend_utils.compiled(reg)(x))
+    np.testing.assert_allclose(traced, eager, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_gradient_agrees_with_finite_differences(cls):
+    x = batch(10, 4, seed=5).astype(np.float64)
+    reg = cls(0.7)
+    got = backend_utils.gradient(reg.penalty, x)
+    f = lambda v: 0.7 * REFERENCES[cls](v)  # noqa: E731
+    eps = 1e-6
+    numeric = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        step = np.zeros_like(x)
+        step[idx] = eps
+        numeric[idx] = (f(x + step) - f(x - step)) / (2 * eps)
+    np.testing.assert_allclose(got, numeric, rtol=1e-3, atol=1e-5 * np.abs(numeric).max())
+
+
+def test_covariance_gradient_is_the_closed_form():
+    x = batch(32, 6, seed=6)
+    got = backend_utils.gradient(CovarianceRegularizer(1.0).penalty, x)
+    np.testing.assert_allclose(got, reference.l_sigma_gradient(x), rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: CovarianceRegularizer(-0.1), ValueError, "Received: strength=-0.1"),
+        (lambda: CovarianceRegularizer(float("nan")), ValueError, "Received: strength=nan"),
+        (lambda: CovarianceRegularizer(float("inf")), ValueError, "Received: strength=inf"),
+        (lambda: CovarianceRegularizer("0.1"), TypeError, "Received: strength='0.1'"),
+        (lambda: DeCovRegularizer(1.0, spatial_mode="pixels"), ValueError, "spatial_mode='pixels'"),
+        (lambda: CovarianceRegularizer(1.0, channel_axis=1.5), TypeError, "channel_axis=1.5"),
+    ],
+)
+def test_bad_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_bad_activations(cls):
+    reg = cls(1.0)
+    with pytest.raises(ValueError, match=r"rank >= 2.*Received: x of shape \(5,\)"):
+        reg(ops.convert_to_tensor(np.ones(5, "float32")))
+    with pytest.raises(TypeError, match="Received: x of dtype int32"):
+        reg(ops.convert_to_tensor(np.ones((4, 3), "int32")))
+
+
+def test_channel_axis_cannot_be_the_batch_axis():
+    with pytest.raises(ValueError, match="channel_axis=0"):
+        CovarianceRegularizer(1.0, channel_axis=0)(ops.ones((2, 3, 4)))
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_config_round_trip(cls):
+    reg = cls(0.08) if cls is ActivityL1Regularizer else cls(0.08, spatial_mode="flatten")
+    config = reg.get_config()
+    assert json.loads(json.dumps(config)) == config
+    assert cls.from_config(config).get_config() == config
+    restored = keras.regularizers.deserialize(keras.regularizers.serialize(reg))
+    assert type(restored) is cls and restored.get_config() == config
+    assert keras.saving.get_registered_name(cls) == f"keras_covreg>{cls.__name__}"
+
+
+LOAD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import keras
+    import keras_covreg  # registers the regularizers
+    model = keras.saving.load_model(sys.argv[1])
+    data = np.load(sys.argv[2])
+    print(json.dumps({
+        "outputs": model.predict(data["x"], verbose=0).tolist(),
+        "loss": float(model.evaluate(data["x"], data["y"], batch_size=16, verbose=0)),
+        "regularizers": [type(l.activity_regularizer).__name__
+                         for l in model.layers if l.activity_regularizer],
+    }))
+    """
+)
+
+
+def test_saved_model_loads_in_a_fresh_process(tmp_path):
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((5,))
+    h = keras.layers.Dense(6, activity_regularizer=CovarianceRegularizer(0.3))(inputs)
+    h = keras.layers.Dense(6, activity_regularizer=DeCovRegularizer(0.2))(h)
+    h = keras.layers.Dense(6, activity_regularizer=ActivityL1Regularizer(0.1))(h)
+    model = keras.Model(inputs, keras.layers.Dense(5)(h))
+    model.compile(optimizer="adam", loss="mse")
+    x, y = batch(16, 5), batch(16, 5, seed=1)
+    model.fit(x, y, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    script = tmp_path / "load.py"
+    script.write_text(LOAD_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run(
+        [sys.executable, str(script), str(path), str(tmp_path / "data.npz")],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert loaded["regularizers"] == [
+        "CovarianceRegularizer", "DeCovRegularizer", "ActivityL1Regularizer"
+    ]
+    np.testing.assert_array_equal(np.asarray(loaded["outputs"], "float32"), model.predict(x, verbose=0))
+    assert loaded["loss"] == pytest.approx(model.evaluate(x, y, batch_size=16, verbose=0), rel=1e-6)
+
+
+def test_import_needs_neither_matplotlib_nor_tensorflow_of_its_own():
+    # Keras itself imports matplotlib when it can; block it, and TensorFlow
+    # unless it is the backend, and import the package.
+    blocked = ["matplotlib"] + ([] if backend_utils.BACKEND == "tensorflow" else ["tensorflow"])
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None\n"
+        "import keras_covreg\n"
+        "keras_covreg.CovarianceRegularizer(0.1)\n"
+        "print(keras_covreg.__version__)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith(keras_covreg.__version__)
