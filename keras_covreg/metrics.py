@@ -269,7 +269,7 @@ def utilized_dimensions(activations, *, q=0.9, basis="pca", from_covariance=Fals
         unit is constant, since no dimension is needed to hold no variance.
 
     Example:
-        >>> utilized_dimensions([[8.0, 0.0], [0.0, 1.0]], basis="unit",
+        >>> utilized_dimensions([[9.0, 0.0], [0.0, 1.0]], basis="unit",
         ...                     from_covariance=True)
         1
     """

@@ -1,0 +1,1 @@
+"""The paper's three experiments: model builders, data and protocols."""

@@ -1,0 +1,127 @@
+"""Builders for the paper's example models (Kagebaeck & Mogren, Section 3).
+
+Each builder returns an uncompiled `keras.Model` whose coding layer(s) are
+named, so that a regularizer can be attached and a monitor can watch them.
+"""
+
+import keras
+
+from keras_covreg import _validation
+
+# Section 3.4: an 84-unit code; the rest is our reading (PAPER-NOTES): two
+# conv + two dense layers in the encoder, the mirror image in the decoder,
+# 540,583 parameters for 32x32x3 inputs.
+CONV_CODE_UNITS = 84
+CONV_CODE_NAME = "code"
+
+
+def linear_autoencoder(input_dim, *, code_units=10, code_regularizer=None):
+    """Section 3.2: a linear autoencoder with a linear coding layer.
+
+    Args:
+        input_dim: size of the inputs (the random projection's output).
+        code_units: width of the coding layer, named ``"code"``. Defaults to
+            10, as in the paper.
+        code_regularizer: activity regularizer for the coding layer, or None.
+
+    Returns:
+        An uncompiled `keras.Model` from (input_dim,) to (input_dim,).
+
+    Example:
+        >>> linear_autoencoder(20).count_params()
+        430
+    """
+    _validation.check_int_in_range("input_dim", input_dim, 1, 2**31)
+    _validation.check_int_in_range("code_units", code_units, 1, 2**31)
+    inputs = keras.Input((input_dim,), name="x")
+    code = keras.layers.Dense(
+        code_units, activity_regularizer=code_regularizer, name="code"
+    )(inputs)
+    outputs = keras.layers.Dense(input_dim, name="reconstruction")(code)
+    return keras.Model(inputs, outputs, name="linear_autoencoder")
+
+
+def xor_mlp(*, hidden_units=4, hidden_regularizer=None):
+    """Section 3.3: a 2-4-4-1 perceptron of logistic units.
+
+    Args:
+        hidden_units: width of both hidden layers, named ``"hidden_1"`` and
+            ``"hidden_2"``. Defaults to 4, as in the paper.
+        hidden_regularizer: activity regularizer for both hidden layers (the
+            same object; it holds no state), or None.
+
+    Returns:
+        An uncompiled `keras.Model` from (2,) to a probability of shape (1,).
+
+    Example:
+        >>> xor_mlp().count_params()
+        37
+    """
+    _validation.check_int_in_range("hidden_units", hidden_units, 1, 2**31)
+    inputs = keras.Input((2,), name="x")
+    h = inputs
+    for i in (1, 2):
+        h = keras.layers.Dense(
+            hidden_units,
+            activation="sigmoid",
+            activity_regularizer=hidden_regularizer,
+            name=f"hidden_{i}",
+        )(h)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(h)
+    return keras.Model(inputs, outputs, name="xor_mlp")
+
+
+def conv_autoencoder(
+    *, input_shape=(32, 32, 3), code_units=CONV_CODE_UNITS, code_regularizer=None
+):
+    """Section 3.4: the convolutional autoencoder for CIFAR-10.
+
+    Encoder: conv 3x3x16 (leaky ReLU), max-pool 2, conv 5x5x32 (leaky ReLU),
+    max-pool 2, dense 120 (tanh), dense `code_units` (tanh, the code, named
+    ``"code"``). Decoder: the mirror image, ending in a sigmoid so that
+    reconstructions lie in [0, 1] like the scaled pixels. 540,583 parameters
+    with the defaults; the paper says "roughly 500,000".
+
+    Args:
+        input_shape: (height, width, channels); height and width divisible
+            by 4. Defaults to CIFAR-10's (32, 32, 3).
+        code_units: width of the code. Defaults to 84.
+        code_regularizer: activity regularizer for the code, or None.
+
+    Returns:
+        An uncompiled `keras.Model` mapping images to reconstructions.
+
+    Example:
+        >>> conv_autoencoder().count_params()
+        540583
+    """
+    height, width, channels = input_shape
+    if height % 4 or width % 4:
+        raise ValueError(
+            "`input_shape` needs a height and width divisible by 4. "
+            f"Received: input_shape={input_shape}"
+        )
+    act = "leaky_relu"
+    inputs = keras.Input(input_shape, name="image")
+    h = keras.layers.Conv2D(16, 3, padding="same", activation=act)(inputs)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Conv2D(32, 5, padding="same", activation=act)(h)
+    h = keras.layers.MaxPooling2D(2)(h)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(120, activation="tanh")(h)
+    code = keras.layers.Dense(
+        code_units,
+        activation="tanh",
+        activity_regularizer=code_regularizer,
+        name=CONV_CODE_NAME,
+    )(h)
+    h = keras.layers.Dense(120, activation="tanh")(code)
+    h = keras.layers.Dense((height // 4) * (width // 4) * 32, activation=act)(h)
+    h = keras.layers.Reshape((height // 4, width // 4, 32))(h)
+    h = keras.layers.UpSampling2D(2)(h)
+    h = keras.layers.Conv2DTranspose(16, 5, padding="same", activation=act)(h)
+    h = keras.layers.UpSampling2D(2)(h)
+    outputs = keras.layers.Conv2DTranspose(
+        channels, 3, padding="same", activation="sigmoid", name="reconstruction"
+    )(h)
+    return keras.Model(inputs, outputs, name="conv_autoencoder")
