@@ -43,11 +43,16 @@ def step_timer(model, x, y):
 
 
 def alternate(timers, rounds, steps):
-    """Median seconds per step of each timer, the timers run in turn."""
+    """Median seconds per step of each timer, the timers run in turn.
+
+    The order is reversed every other round, so that neither timer always
+    runs first (ABBA), which cancels drift in the machine's speed.
+    """
     samples = {name: [] for name in timers}
-    for _ in range(rounds):
-        for name, timed in timers.items():
-            samples[name].append(timed(steps))
+    names = list(timers)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            samples[name].append(timers[name](steps))
     return {name: statistics.median(s) for name, s in samples.items()}
 
 

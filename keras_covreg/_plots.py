@@ -1,0 +1,97 @@
+"""Figures of a covariance matrix: heatmaps and spectra, as RGB arrays or PNGs.
+
+Uses matplotlib's object-oriented API with the Agg canvas (no pyplot, no global
+state), imported here only, so `import keras_covreg` does not import it.
+"""
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# Figure size in inches at DPI: 4.8 x 4 inches at 80 dpi is 384 x 320 pixels,
+# large enough for unit indices up to p ~ 100, small enough for event files.
+FIGSIZE = (4.8, 4.0)
+DPI = 80
+
+
+def _tick_step(p):
+    """A step between unit-index labels that keeps them readable."""
+    for step in (1, 2, 5, 10, 20, 50, 100, 200, 500):
+        if p / step <= 12:
+            return step
+    return max(1, p // 10)
+
+
+def _new_figure():
+    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def to_rgb(fig):
+    """Renders a figure to a uint8 array of shape (height, width, 3)."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def matrix_figure(matrix, *, title, label, limit=None):
+    """A heatmap of a symmetric matrix, centred on zero with symmetric limits.
+
+    Args:
+        matrix: array of shape (p, p).
+        title: the figure's title.
+        label: the colour bar's label.
+        limit: the colour scale's half-range; max |matrix| when None.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    p = matrix.shape[0]
+    if limit is None:
+        limit = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
+    limit = limit if limit > 0 else 1.0
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    image = ax.imshow(
+        matrix, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest"
+    )
+    ticks = np.arange(0, p, _tick_step(p))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.set_xlabel("unit")
+    ax.set_ylabel("unit")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label=label, shrink=0.85)
+    return fig
+
+
+def spectrum_figure(pca, unit, *, title, q=0.9):
+    """Bars of the sorted spectrum on both bases, with the UD_q cut marked.
+
+    Args:
+        pca: eigenvalues of C, largest first, shape (p,).
+        unit: unit variances (diag C), largest first, shape (p,).
+        title: the figure's title.
+        q: the variance fraction whose cut is drawn.
+    """
+    p = len(pca)
+    x = np.arange(p)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.bar(x - 0.2, pca, width=0.4, label="principal components", color="tab:blue")
+    ax.bar(x + 0.2, unit, width=0.4, label="units (sorted)", color="tab:orange")
+    total = float(np.sum(pca))
+    if total > 0:
+        cut = int(np.searchsorted(np.cumsum(pca), q * total * (1 - 1e-10)) + 1)
+        ax.axvline(cut - 0.5, color="gray", linestyle="--", linewidth=1)
+        ax.text(cut - 0.4, ax.get_ylim()[1] * 0.9, f"UD{round(q * 100)}={cut}",
+                color="gray", fontsize=8)
+    ax.set_xticks(x[:: _tick_step(p)])
+    ax.set_xlabel("rank")
+    ax.set_ylabel("variance")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save_png(fig, path):
+    """Writes a figure to `path` as PNG."""
+    fig.savefig(path, format="png")
