@@ -4,6 +4,8 @@ Uses matplotlib's object-oriented API with the Agg canvas (no pyplot, no global
 state), imported here only, so `import keras_covreg` does not import it.
 """
 
+import io
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -28,10 +30,11 @@ def _new_figure():
     return fig
 
 
-def to_rgb(fig):
-    """Renders a figure to a uint8 array of shape (height, width, 3)."""
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+def to_png(fig):
+    """Renders a figure to PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
 
 
 def matrix_figure(matrix, *, title, label, limit=None):

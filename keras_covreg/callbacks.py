@@ -12,7 +12,7 @@ import warnings
 import keras
 import numpy as np
 
-from keras_covreg import _validation, metrics
+from keras_covreg import _events, _validation, metrics
 from keras_covreg.regularizers import SPATIAL_MODES
 
 __all__ = ["CovarianceMonitor"]
@@ -199,12 +199,12 @@ class CovarianceMonitor(keras.callbacks.Callback):
         writer = self._get_writer()
         for name, summary in results.items():
             for key, value in summary.items():
-                writer.add_scalar(f"{name}/{key}", value, global_step=step)
+                writer.scalar(f"{name}/{key}", value, step)
                 if logs is not None and key != "n_samples":
                     logs[f"{self.log_prefix}{name}_{key}"] = value
             cov = self.covariances[name]
             if np.isfinite(cov).all():
-                writer.add_histogram(f"{name}/unit_variance", np.diag(cov), step)
+                writer.histogram(f"{name}/unit_variance", np.diag(cov), step)
             if self.images:
                 self._write_images(writer, name, step)
         writer.flush()
@@ -392,9 +392,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
 
     def _get_writer(self):
         if self._writer is None:
-            from tensorboardX import SummaryWriter
-
-            self._writer = SummaryWriter(os.path.join(self.log_dir, self.run))
+            self._writer = _events.SummaryWriter(os.path.join(self.log_dir, self.run))
         return self._writer
 
     def _write_images(self, writer, name, step):
@@ -423,7 +421,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
             ),
         }
         for tag, fig in pictures.items():
-            writer.add_image(f"{name}/{tag}", _plots.to_rgb(fig), step, dataformats="HWC")
+            writer.image(f"{name}/{tag}", _plots.to_png(fig), step)
 
 
 def _layer_list(layers):
