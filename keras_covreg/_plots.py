@@ -25,7 +25,10 @@ def _tick_step(p):
 
 
 def _new_figure():
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    # Fixed margins rather than a layout engine: the figures are drawn every
+    # epoch, and constrained layout doubles the drawing time.
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
+    fig.subplots_adjust(left=0.14, right=0.95, bottom=0.13, top=0.9)
     FigureCanvasAgg(fig)
     return fig
 
@@ -62,7 +65,7 @@ def matrix_figure(matrix, *, title, label, limit=None):
     ax.set_xlabel("unit")
     ax.set_ylabel("unit")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label=label, shrink=0.85)
+    fig.colorbar(image, ax=ax, label=label, shrink=0.9, pad=0.03)
     return fig
 
 
@@ -76,18 +79,21 @@ def spectrum_figure(pca, unit, *, title, q=0.9):
         q: the variance fraction whose cut is drawn.
     """
     p = len(pca)
-    x = np.arange(p)
+    edges = np.arange(p + 1) - 0.5
     fig = _new_figure()
     ax = fig.add_subplot()
-    ax.bar(x - 0.2, pca, width=0.4, label="principal components", color="tab:blue")
-    ax.bar(x + 0.2, unit, width=0.4, label="units (sorted)", color="tab:orange")
+    # One artist per series (stairs) instead of one patch per bar: as fast for
+    # 1,000 units as for 10.
+    ax.stairs(pca, edges, fill=True, color="tab:blue", alpha=0.8,
+              label="principal components")
+    ax.stairs(unit, edges, color="tab:orange", linewidth=1.5, label="units (sorted)")
     total = float(np.sum(pca))
     if total > 0:
         cut = int(np.searchsorted(np.cumsum(pca), q * total * (1 - 1e-10)) + 1)
         ax.axvline(cut - 0.5, color="gray", linestyle="--", linewidth=1)
         ax.text(cut - 0.4, ax.get_ylim()[1] * 0.9, f"UD{round(q * 100)}={cut}",
                 color="gray", fontsize=8)
-    ax.set_xticks(x[:: _tick_step(p)])
+    ax.set_xticks(np.arange(0, p, _tick_step(p)))
     ax.set_xlabel("rank")
     ax.set_ylabel("variance")
     ax.set_title(title, fontsize=10)
