@@ -90,7 +90,8 @@ class CovarianceMonitor(keras.callbacks.Callback):
         >>> monitor = CovarianceMonitor("code", x, log_dir=tempfile.mkdtemp())
         >>> _ = model.fit(x, x[:, :1].repeat(4, 1), epochs=1, verbose=0,
         ...               callbacks=[monitor])
-        >>> monitor.results["code"]["n_samples"]
+        >>> summary = monitor.results["code"]
+        >>> summary["n_samples"]
         64.0
     """
 
