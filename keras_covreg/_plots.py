@@ -101,6 +101,58 @@ def spectrum_figure(pca, unit, *, title, q=0.9):
     return fig
 
 
-def save_png(fig, path):
+def tradeoff_figure(curves, panels, *, title, xlabel="MSE", xlog=True):
+    """Metrics against reconstruction error, one panel per metric.
+
+    The layout of the paper's Figures 2, 3 and 6: one curve per regularizer,
+    one point per strength, each point labelled with its strength.
+
+    Args:
+        curves: {curve label: {"x": [...], "labels": [...], <panel key>: [...]}}.
+        panels: [(panel key, y-axis label), ...].
+        title: the figure's title.
+        xlabel: the x-axis label.
+        xlog: whether the x axis is logarithmic.
+    """
+    fig = Figure(figsize=(4.2 * len(panels), 3.8), dpi=DPI)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86, wspace=0.28)
+    FigureCanvasAgg(fig)
+    for i, (key, ylabel) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for (name, curve), marker in zip(curves.items(), "osD^v"):
+            x, y = np.asarray(curve["x"], float), np.asarray(curve[key], float)
+            ax.plot(x, y, marker=marker, markersize=4, label=name)
+            for xi, yi, text in zip(x, y, curve["labels"]):
+                if np.isfinite(xi) and np.isfinite(yi):
+                    ax.annotate(text, (xi, yi), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
+        if xlog:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def curves_figure(curves, *, title, xlabel, ylabel, ylog=True):
+    """Line plot of several series, e.g. training-loss curves."""
+    fig = _new_figure()
+    fig.set_size_inches(6.0, 4.0)
+    ax = fig.add_subplot()
+    for name, (x, y) in curves.items():
+        ax.plot(x, y, label=name, linewidth=1)
+    if ylog:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=6, ncol=2)
+    return fig
+
+
+def save_png_file(fig, path):
     """Writes a figure to `path` as PNG."""
-    fig.savefig(path, format="png")
+    with open(path, "wb") as f:
+        f.write(to_png(fig))

@@ -1,5 +1,8 @@
 """Data for the paper's experiments: synthetic sources, XOR and CIFAR-10."""
 
+import os
+import pickle
+
 import numpy as np
 
 from keras_covreg import _validation
@@ -41,3 +44,98 @@ def projected_sources(n_samples, input_dim, *, seed, source_stds=SOURCE_STDS):
     z = rng.normal(size=(n_samples, stds.size)) * stds
     omega = rng.normal(size=(stds.size, input_dim)) / np.sqrt(stds.size)
     return (z @ omega).astype("float32"), z.astype("float32")
+
+
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+CIFAR10_IMAGE_BYTES = 32 * 32 * 3
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles plain containers only: a data file cannot run code.
+
+    The python-version batches are dicts of bytes, lists and (in some copies)
+    NumPy arrays; any other global is refused, as Keras's own reader does.
+    """
+
+    _ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            import importlib
+
+            return getattr(importlib.import_module(module), name)
+        raise pickle.UnpicklingError(
+            f"CIFAR-10 batches hold only arrays and lists; refusing {module}.{name}"
+        )
+
+
+def _read_cifar_batch(path):
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"CIFAR-10 directory is missing {name!r}. Received: data_dir="
+            f"{os.path.dirname(path)!r}"
+        )
+    try:
+        with open(path, "rb") as f:
+            batch = _RestrictedUnpickler(f, encoding="bytes").load()
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets one message
+        raise ValueError(
+            f"CIFAR-10 file {name!r} is not a readable python-version batch ({e}). "
+            f"Received: data_dir={os.path.dirname(path)!r}"
+        ) from e
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(
+            f"CIFAR-10 file {name!r} has no b'data' and b'labels' entries. "
+            f"Received: data_dir={os.path.dirname(path)!r}"
+        )
+    images = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"])
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != CIFAR10_IMAGE_BYTES \
+            or labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"CIFAR-10 file {name!r} holds data of shape {images.shape} and dtype "
+            f"{images.dtype} with {labels.size} labels; expected uint8 rows of "
+            f"{CIFAR10_IMAGE_BYTES} bytes, one label each. Received: data_dir="
+            f"{os.path.dirname(path)!r}"
+        )
+    # Rows hold the R, G, then B planes, each 32 x 32 row-major.
+    images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, labels.astype(np.uint8).reshape(-1, 1)
+
+
+def load_cifar10(data_dir=None):
+    """CIFAR-10 as ``(x_train, y_train), (x_test, y_test)``, uint8.
+
+    Args:
+        data_dir: a directory in the CIFAR-10 python-version layout
+            (``data_batch_1`` .. ``data_batch_5``, ``test_batch``), read with a
+            restricted unpickler and validated; None for
+            ``keras.datasets.cifar10.load_data()`` (which downloads).
+
+    Returns:
+        x_train (50000, 32, 32, 3), y_train (50000, 1), x_test (10000, 32, 32,
+        3) and y_test (10000, 1), all uint8.
+
+    Raises:
+        ValueError: naming the file when one is missing or malformed.
+    """
+    if data_dir is None:
+        import keras
+
+        return keras.datasets.cifar10.load_data()
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise ValueError(
+            f"`data_dir` must be a directory in the CIFAR-10 python-version layout. "
+            f"Received: data_dir={data_dir!r}"
+        )
+    parts = [_read_cifar_batch(os.path.join(data_dir, name)) for name in CIFAR10_FILES]
+    x_train = np.concatenate([p[0] for p in parts[:5]])
+    y_train = np.concatenate([p[1] for p in parts[:5]])
+    return (x_train, y_train), parts[5]
