@@ -98,7 +98,7 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
         "final_loss": loss[-1],
         # Change of the training loss over the last 10% of epochs, as a
         # fraction of its whole descent: near 0 when the run has converged.
-        "loss_change_last_10pct": abs(loss[-1] - loss[-1 - tail]) / descent,
+        "loss_change_last_10pct": abs(loss[-1] - loss[max(0, len(loss) - 1 - tail)]) / descent,
         "passes": fit_epochs * passes,
         "loss_history": loss,
     }

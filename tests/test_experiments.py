@@ -1,0 +1,184 @@
+"""The paper's experiments end to end, in tiny configurations."""
+
+import csv
+import json
+import math
+import os
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_covreg.experiments import cifar10, cli, data, models, synthetic, xor
+
+
+def test_model_builders():
+    assert models.conv_autoencoder().count_params() == 540_583
+    assert models.linear_autoencoder(20).get_layer("code").units == 10
+    assert [l.name for l in models.xor_mlp().layers[1:3]] == ["hidden_1", "hidden_2"]
+    with pytest.raises(ValueError, match=r"Received: input_shape=\(30, 30, 3\)"):
+        models.conv_autoencoder(input_shape=(30, 30, 3))
+
+
+def assert_png(path):
+    assert os.path.getsize(path) > 0
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.size[0] > 100
+
+
+def finite_numbers(result, keys):
+    for key in keys:
+        assert isinstance(result[key], (int, float)) and math.isfinite(result[key]), key
+
+
+TINY_SYNTHETIC = synthetic.Config(
+    n_samples=200, projections=2, strengths=(0.0, 0.1), epochs=20, batch_size=100,
+    passes_per_fit_epoch=10, monitor_every=10,
+)
+
+
+def test_synthetic_end_to_end_and_resume(tmp_path, monkeypatch):
+    exp, summary = synthetic.run(TINY_SYNTHETIC, tmp_path)
+    results = exp.results()
+    assert len(results) == 2 * 3  # per projection: none, L_Sigma 0.1, L1 0.1
+    for r in results:
+        finite_numbers(r, ["mse", "cvr", "mapc", "tdv_unit", "tdv_pca", "ud_unit", "ud_pca",
+                           "effective_rank", "loss_change_last_10pct"])
+    with open(os.path.join(exp.root, "results.csv")) as f:
+        assert len(list(csv.DictReader(f))) == len(results)
+    for name in ("figure2_mapc_cvr.png", "figure3_tdv_ud.png", "convergence.png"):
+        assert_png(exp.figure_path(name))
+    table = [line for line in summary.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0:2] for row in table[1:]] == [
+        ["| none", "0"], ["| L_Sigma", "0.1"], ["| none", "0"], ["| L1", "0.1"]]
+    assert os.listdir(exp.tensorboard_dir(results[0]["run_id"]))
+    # A second invocation finds every run finished and trains nothing.
+    monkeypatch.setattr(synthetic, "run_one", lambda **kw: pytest.fail("retrained"))
+    _, again = synthetic.run(TINY_SYNTHETIC, tmp_path)
+    assert again.split("minutes")[1] == summary.split("minutes")[1]
+
+
+def test_same_seed_same_numbers(tmp_path):
+    config = synthetic.Config(n_samples=100, projections=1, strengths=(0.5,),
+                              regularizers=("l_sigma",), epochs=10, batch_size=50)
+    a = synthetic.run(config, tmp_path / "a")[0].results()
+    b = synthetic.run(config, tmp_path / "b")[0].results()
+    for key in ("mse", "cvr", "final_loss"):
+        assert a[0][key] == b[0][key]
+
+
+def test_xor_end_to_end(tmp_path):
+    config = xor.Config(seeds=2, steps_per_chunk=50, max_chunks=2)
+    exp, summary = xor.run(config, tmp_path)
+    results = exp.results()
+    assert len(results) == 4
+    for r in results:
+        finite_numbers(r, ["final_loss", "hidden_1_active", "hidden_2_active", "steps"])
+        assert isinstance(r["solved"], bool) and isinstance(r["minimal"], bool)
+        assert np.asarray(r["hidden_1_covariance"]).shape == (4, 4)
+    for fig in (4, 5):
+        for layer in xor.LAYERS:
+            for kind in ("covariance", "spectrum"):
+                assert_png(exp.figure_path(f"figure{fig}_{layer}_{kind}.png"))
+    rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| L_Sigma (0.2)", "| none"]
+
+
+def write_fake_cifar(directory, n=30, skip=(), corrupt=()):
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in data.CIFAR10_FILES:
+        if name in skip:
+            continue
+        path = os.path.join(directory, name)
+        if name in corrupt:
+            with open(path, "wb") as f:
+                f.write(b"not a pickle")
+            continue
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, n).tolist()}
+        with open(path, "wb") as f:
+            pickle.dump(batch, f)
+    return str(directory)
+
+
+def test_cifar10_end_to_end(tmp_path):
+    config = cifar10.Config(
+        data_dir=write_fake_cifar(tmp_path / "cifar"), seeds=1, train_samples=100,
+        val_samples=20, test_samples=30, max_epochs=1, sweep=True,
+        sweep_strengths=(0.01, 0.1),
+    )
+    exp, summary = cifar10.run(config, tmp_path / "out")
+    results = exp.results()
+    assert len(results) == 4 + 4
+    for r in results:
+        finite_numbers(r, ["cvr", "ud_pca", "ud_unit", "mse", "mapc", "tdv_pca",
+                           "effective_rank", "best_val_mse"])
+        assert r["parameters"] == 540_583 and r["n_test"] == 30
+    rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| L_Sigma", "| L1", "| none", "| DeCov"]
+    assert "| 6.56 |" in rows[0] and "| 0.0365 |" in rows[2]
+    assert_png(exp.figure_path("figure6_sweep.png"))
+    with open(exp.run_path("l_sigma_seed0")) as f:
+        assert json.load(f)["regularizer"] == "l_sigma"
+
+
+def test_cifar10_reader_matches_layout(tmp_path):
+    directory = write_fake_cifar(tmp_path, n=5)
+    (x_train, y_train), (x_test, y_test) = data.load_cifar10(directory)
+    assert x_train.shape == (25, 32, 32, 3) and y_train.shape == (25, 1)
+    assert x_test.shape == (5, 32, 32, 3) and x_train.dtype == np.uint8
+    with open(os.path.join(directory, "data_batch_1"), "rb") as f:
+        raw = pickle.load(f)[b"data"][0]
+    # The first pixel's R, G, B come from the three planes.
+    assert x_train[0, 0, 0].tolist() == [raw[0], raw[1024], raw[2048]]
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda d: write_fake_cifar(d, skip=("data_batch_3",)), "missing 'data_batch_3'"),
+        (lambda d: write_fake_cifar(d, corrupt=("test_batch",)), "'test_batch' is not a readable"),
+        (lambda d: str(d / "nowhere"), "Received: data_dir="),
+    ],
+)
+def test_malformed_cifar_directory(tmp_path, make, match):
+    with pytest.raises(ValueError, match=match):
+        data.load_cifar10(make(tmp_path))
+
+
+def test_cifar_reader_refuses_code_and_wrong_shapes(tmp_path):
+    directory = write_fake_cifar(tmp_path)
+    with open(os.path.join(directory, "data_batch_2"), "wb") as f:
+        pickle.dump({b"data": _Evil(), b"labels": []}, f)
+    with pytest.raises(ValueError, match="refusing posix.system|refusing os.system"):
+        data.load_cifar10(directory)
+    with open(os.path.join(directory, "data_batch_2"), "wb") as f:
+        pickle.dump({b"data": np.zeros((3, 100), np.uint8), b"labels": [0, 1, 2]}, f)
+    with pytest.raises(ValueError, match=r"'data_batch_2' holds data of shape \(3, 100\)"):
+        data.load_cifar10(directory)
+
+
+def test_cli_runs_and_reports_bad_data_dir(tmp_path, capsys):
+    assert cli.main(["xor", "--out", str(tmp_path), "--seeds", "1", "--steps-per-chunk",
+                     "20", "--max-chunks", "1"]) == 0
+    assert "XOR experiment" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["cifar10", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "Received: data_dir=" in capsys.readouterr().err
+
+
+def test_help_lists_every_option(capsys):
+    for name, module in (("synthetic", synthetic), ("xor", xor), ("cifar10", cifar10)):
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        text = capsys.readouterr().out
+        for field in module.Config.__dataclass_fields__:
+            assert "--" + field.replace("_", "-") in text
