@@ -21,7 +21,7 @@ import math
 import keras
 from keras import ops
 
-from keras_covreg import _compat, _validation
+from keras_covreg import _compat, _distribute, _validation
 
 __all__ = ["ActivityL1Regularizer", "CovarianceRegularizer", "DeCovRegularizer"]
 
@@ -151,8 +151,57 @@ def _covariance_l1_norm(h):
     return value, grad
 
 
+class _CovarianceBasedRegularizer(_ActivityRegularizer):
+    """Adds ``synchronized``: the covariance of the global batch across replicas."""
+
+    # Denominator of the covariance: N - ddof.
+    ddof = 1
+
+    def __init__(self, strength, *, spatial_mode="channels", channel_axis=-1,
+                 synchronized=False):
+        super().__init__(strength, spatial_mode=spatial_mode, channel_axis=channel_axis)
+        if not isinstance(synchronized, bool):
+            raise TypeError(
+                f"`synchronized` must be a bool. Received: synchronized={synchronized!r}"
+            )
+        self.synchronized = synchronized
+
+    def _penalty(self, h):
+        ctx = _distribute.replica_context() if self.synchronized else None
+        if ctx is None:
+            return self._local_penalty(h)
+        # Two all-reduces, as BatchNormalization(synchronized=True) does, but
+        # centering on the global mean before the second one so that float32
+        # round-off does not grow with the mean: first (count, sum), then the
+        # centered sum of outer products.
+        n_local = ops.cast(ops.shape(h)[0], "float32")
+        n, total = _distribute.all_reduce_sum(ctx, [n_local, ops.sum(h, axis=0)])
+        centered = h - total / n
+        scatter = _distribute.all_reduce_sum(
+            ctx, [ops.matmul(ops.transpose(centered), centered)]
+        )[0]
+        cov = scatter / ops.maximum(n - self.ddof, 1.0)
+        # Keras (like tf.nn.scale_regularization_loss) divides each replica's
+        # loss by the number of replicas R and sums the replicas' gradients;
+        # the all-reduce's gradient already carries every replica's share of
+        # the global penalty back to its own activations. Weighting replica r
+        # by R * n_r / n makes the weights sum to R, so that the update equals
+        # single-device training on the global batch (measured: 1e-7).
+        replicas = float(ctx.num_replicas_in_sync)
+        return self._from_covariance(cov) * (replicas * n_local / n)
+
+    def _local_penalty(self, h):
+        raise NotImplementedError
+
+    def _from_covariance(self, cov):
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "synchronized": self.synchronized}
+
+
 @keras.saving.register_keras_serializable(package="keras_covreg")
-class CovarianceRegularizer(_ActivityRegularizer):
+class CovarianceRegularizer(_CovarianceBasedRegularizer):
     """The covariance penalty L_Sigma of Kagebaeck & Mogren (eq. 1-2).
 
     For a batch of outputs H of shape (N, p) with sample covariance
@@ -175,6 +224,15 @@ class CovarianceRegularizer(_ActivityRegularizer):
             16384 x 16384 float32 matrix, 1 GiB).
         channel_axis: the feature axis for ``"channels"``. Defaults to -1
             (channels last).
+        synchronized: under ``tf.distribute`` (e.g. ``MirroredStrategy``),
+            all-reduce the sufficient statistics so that every replica
+            penalizes the covariance of the *global* batch, like
+            ``BatchNormalization(synchronized=True)``; the weight update then
+            equals single-device training on that batch. Without it, each
+            replica penalizes its own slice: a noisier quantity whose effective
+            strength grows with the number of replicas. Changes nothing on a
+            single device or under JAX's ``DataParallel`` (which already shows
+            the regularizer the global batch).
 
     Example:
         >>> import keras
@@ -186,13 +244,17 @@ class CovarianceRegularizer(_ActivityRegularizer):
         1.0
     """
 
-    def _penalty(self, h):
+    def _local_penalty(self, h):
         p = h.shape[-1]
         return _covariance_l1_norm(h) / float(p * p)
 
+    def _from_covariance(self, cov):
+        p = cov.shape[-1]
+        return ops.sum(ops.abs(cov)) / float(p * p)
+
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
-class DeCovRegularizer(_ActivityRegularizer):
+class DeCovRegularizer(_CovarianceBasedRegularizer):
     """DeCov, the penalty of Cogswell et al. (ICLR 2016, "Reducing overfitting
     in deep networks by decorrelating representations", eq. 1).
 
@@ -210,9 +272,13 @@ class DeCovRegularizer(_ActivityRegularizer):
         1.0
     """
 
-    def _penalty(self, h):
+    ddof = 0
+
+    def _local_penalty(self, h):
         centered, n = _centered(h)
-        cov = ops.matmul(ops.transpose(centered), centered) / n
+        return self._from_covariance(ops.matmul(ops.transpose(centered), centered) / n)
+
+    def _from_covariance(self, cov):
         off_diagonal = ops.sum(ops.square(cov)) - ops.sum(ops.square(ops.diagonal(cov)))
         return 0.5 * off_diagonal
 
