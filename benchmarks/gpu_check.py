@@ -35,7 +35,7 @@ def device_description():
 
         return f"jax {jax.__version__}: {jax.devices()}"
     if backend == "torch":
-        import torch
+
 
         if torch.cuda.is_available():
             return f"torch {torch.__version__}: {torch.cuda.get_device_name(0)}"
@@ -53,8 +53,6 @@ def value_and_gradient(reg, x):
         value, grad = jax.value_and_grad(reg.penalty)(x)
         return np.asarray(value), np.asarray(grad)
     if backend == "torch":
-        import torch
-
         xt = x.detach().clone().requires_grad_(True)
         value = reg.penalty(xt)
         value.backward()

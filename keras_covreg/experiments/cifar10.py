@@ -217,13 +217,6 @@ def report(exp, results, config, seconds):
 
 
 def run(config, out):
-    start = time.perf_counter()
-    exp = runner.Experiment(out, "cifar10", dataclasses.asdict(config))
-    splits = load_splits(config)
-    results = exp.sweep(
-        plan(config),
-        lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config,
-                                     splits=splits, **kw),
-        desc="cifar10",
-    )
-    return exp, report(exp, results, config, time.perf_counter() - start)
+    """Runs (or resumes) Table 1 (and the sweep) and writes figures and summary."""
+    return runner.run_sweep("cifar10", config, out, plan=plan, run_one=run_one,
+                            report=report, splits=load_splits(config))

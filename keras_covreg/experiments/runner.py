@@ -13,11 +13,13 @@ every run whose JSON exists, so it picks up where it stopped.
 """
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
 import tempfile
+import time
 
 from tqdm.auto import tqdm
 
@@ -134,6 +136,32 @@ class Experiment:
                 results.append(result)
                 bar.update()
         return results
+
+
+def run_sweep(name, config, out, *, plan, run_one, report, **context):
+    """Runs (or resumes) every run of an experiment, then writes its report.
+
+    Args:
+        name: the experiment's name (its subdirectory of `out`).
+        config: the experiment's options, a dataclass.
+        out: the output root.
+        plan: ``plan(config)`` -> [(run_id, kwargs), ...].
+        run_one: ``run_one(run_id=, exp=, config=, **context, **kwargs)`` ->
+            the result dict of one run.
+        report: ``report(exp, results, config, seconds)`` -> summary text.
+        **context: passed to every `run_one` (e.g. data loaded once).
+
+    Returns:
+        ``(experiment, summary text)``.
+    """
+    start = time.perf_counter()
+    exp = Experiment(out, name, dataclasses.asdict(config))
+    results = exp.sweep(
+        plan(config),
+        lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config, **context, **kw),
+        desc=name,
+    )
+    return exp, report(exp, results, config, time.perf_counter() - start)
 
 
 def mean_std(values):

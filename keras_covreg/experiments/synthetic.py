@@ -196,13 +196,5 @@ def report(exp, results, config, seconds):
 
 def run(config, out):
     """Runs (or resumes) the whole sweep and writes figures and summary."""
-    import time
-
-    start = time.perf_counter()
-    exp = runner.Experiment(out, "synthetic", dataclasses.asdict(config))
-    results = exp.sweep(
-        plan(config),
-        lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config, **kw),
-        desc="synthetic",
-    )
-    return exp, report(exp, results, config, time.perf_counter() - start)
+    return runner.run_sweep("synthetic", config, out, plan=plan, run_one=run_one,
+                            report=report)

@@ -18,7 +18,6 @@ so an absolute threshold would call a layer that still carries the signal
 """
 
 import dataclasses
-import time
 
 import keras
 import numpy as np
@@ -144,11 +143,5 @@ def report(exp, results, config, seconds):
 
 
 def run(config, out):
-    start = time.perf_counter()
-    exp = runner.Experiment(out, "xor", dataclasses.asdict(config))
-    results = exp.sweep(
-        plan(config),
-        lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config, **kw),
-        desc="xor",
-    )
-    return exp, report(exp, results, config, time.perf_counter() - start)
+    """Runs (or resumes) every seed and writes figures and summary."""
+    return runner.run_sweep("xor", config, out, plan=plan, run_one=run_one, report=report)
