@@ -65,7 +65,9 @@ def matrix_figure(matrix, *, title, label, limit=None):
     ax.set_xlabel("unit")
     ax.set_ylabel("unit")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label=label, shrink=0.9, pad=0.03)
+    # Short tick labels ("%.2g") so that small covariances (1e-4) stay inside
+    # the fixed margins.
+    fig.colorbar(image, ax=ax, label=label, shrink=0.9, pad=0.03, format="%.2g")
     return fig
 
 

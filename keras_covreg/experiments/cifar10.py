@@ -188,7 +188,7 @@ def report(exp, results, config, seconds):
         f"{config.max_epochs} epochs, best weights restored; lambda = {config.strength} "
         f"for every penalty. Metrics on the test set, covariance over all "
         f"{config.test_samples} test images. TdV with d = {config.tdv_dim}. "
-        f"{seconds / 60:.1f} minutes for this invocation ({keras.config.backend()} "
+        f"{seconds / 60:.1f} minutes in this invocation ({keras.config.backend()} "
         "backend).\n\n"
         "Table 1, mean ± std over seeds (std shown with 2 or more seeds); the paper's "
         "numbers beside ours. The paper does not say which basis its UD uses.\n\n"

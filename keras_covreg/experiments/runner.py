@@ -132,7 +132,10 @@ class Experiment:
                 result = self.load(run_id)
                 if result is None:
                     bar.set_postfix_str(run_id)
-                    result = self.save(run_id, run_fn(run_id=run_id, **kwargs))
+                    start = time.perf_counter()
+                    result = run_fn(run_id=run_id, **kwargs)
+                    result["seconds"] = time.perf_counter() - start
+                    result = self.save(run_id, result)
                 results.append(result)
                 bar.update()
         return results

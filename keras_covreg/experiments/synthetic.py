@@ -175,7 +175,7 @@ def report(exp, results, config, seconds):
         f"to {config.input_dim} dimensions; linear autoencoder with a "
         f"{config.code_units}-unit code; Adam {config.learning_rate}, batch "
         f"{config.batch_size}, {config.epochs} epochs (passes over the data), learning "
-        f"rate cosine-decayed to 1%; {seconds / 60:.1f} minutes.\n\n"
+        f"rate cosine-decayed to 1%; {seconds / 60:.1f} minutes in this invocation.\n\n"
         "Means over projections. TdV and UD90 on the unit basis (on the PCA basis a "
         "linear code of rank-4 data always has TdV = 1); UD90 on the PCA basis beside "
         "it. 'loss change' is the change of the training loss over the last 10% of "

@@ -122,7 +122,7 @@ def report(exp, results, config, seconds):
         f"{config.learning_rate}, binary cross-entropy, batches of the four patterns, "
         f"chunks of {config.steps_per_chunk} steps until solved and the loss changed by "
         f"less than {config.tolerance:.1%} over a chunk (at most {config.max_chunks} "
-        f"chunks); {seconds / 60:.1f} minutes. A unit is active when its variance over "
+        f"chunks); {seconds / 60:.1f} minutes in this invocation. A unit is active when its variance over "
         f"the four patterns is >= {config.active_fraction:g} x the largest unit variance "
         "of its layer. 'minimal' = solved with "
         "exactly 2 active units in hidden layer 1 and 1 in hidden layer 2.\n\n"
