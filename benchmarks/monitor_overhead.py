@@ -78,7 +78,7 @@ def main():
     args = parser.parse_args()
     print(f"keras {keras.__version__}, backend {keras.config.backend()}, "
           f"{os.cpu_count()} CPUs")
-    ratio = streaming_ratio(max(args.rounds, 5))
+    ratio = streaming_ratio(max(args.rounds, 11))
     print(f"StreamingCovariance throughput / numpy.cov throughput "
           f"(100000 x 84, batches of 2000): {ratio:.2f} (target >= 0.7)")
     t = monitor_ratio(args.rounds, args.train, args.probe)

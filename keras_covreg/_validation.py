@@ -51,8 +51,13 @@ def check_fraction(name, value):
     return float(value)
 
 
-def as_activations(name, x, *, min_samples=2):
+def as_activations(name, x, *, min_samples=2, check_finite=True):
     """Converts `x` to a float64 array of shape (n_samples, n_features).
+
+    Args:
+        check_finite: whether to scan `x` for NaN and inf here; a caller that
+            detects them more cheaply afterwards (`raise_non_finite`) passes
+            False.
 
     Raises:
         ValueError: if `x` is not 2-D, has fewer than `min_samples` rows, no
@@ -82,13 +87,18 @@ def as_activations(name, x, *, min_samples=2):
             f"{x.shape}"
         )
     x = x.astype(np.float64, copy=False)
-    if not np.isfinite(x).all():
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
-        raise ValueError(
-            f"`{name}` must be finite; it holds {bad} NaN or inf values. "
-            f"Received: {name} of shape {x.shape}"
-        )
+    if check_finite and not np.isfinite(x).all():
+        raise_non_finite(name, x)
     return x
+
+
+def raise_non_finite(name, x):
+    """Raises the error for an array `x` that holds NaN or inf."""
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    raise ValueError(
+        f"`{name}` must be finite; it holds {bad} NaN or inf values. "
+        f"Received: {name} of shape {x.shape}"
+    )
 
 
 def as_covariance(name, c):

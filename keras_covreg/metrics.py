@@ -424,7 +424,7 @@ class StreamingCovariance:
             ValueError: if `batch` is not 2-D, has the wrong number of features
                 or holds NaN or inf.
         """
-        h = _validation.as_activations("batch", batch, min_samples=0)
+        h = _validation.as_activations("batch", batch, min_samples=0, check_finite=False)
         if self.n_features is None:
             self.n_features = h.shape[1]
         if h.shape[1] != self.n_features:
@@ -435,6 +435,10 @@ class StreamingCovariance:
         if h.shape[0] == 0:
             return self
         mean = h.mean(axis=0)
+        # NaN and inf reach the column means, so checking p means instead of
+        # N x p values saves a pass over the batch.
+        if not np.isfinite(mean).all():
+            _validation.raise_non_finite("batch", h)
         centered = h - mean
         self._merge(h.shape[0], mean, centered.T @ centered)
         return self
