@@ -61,6 +61,13 @@ HELP = {
 }
 
 
+# Options whose values come from a fixed set.
+CHOICES = {
+    "regularizers": ("l_sigma", "l1"),
+    "rows": ("l_sigma", "l1", "none", "decov"),
+}
+
+
 def _add_config_arguments(parser, config_cls, helps):
     for field in dataclasses.fields(config_cls):
         default = field.default
@@ -72,6 +79,7 @@ def _add_config_arguments(parser, config_cls, helps):
             kind = type(default[0]) if default else str
             shown = " ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in default)
             parser.add_argument(flag, type=kind, nargs="+", default=default,
+                                choices=CHOICES.get(field.name),
                                 help=f"{text} (default: {shown})")
         else:
             parser.add_argument(flag, type=type(default) if default is not None else str,
