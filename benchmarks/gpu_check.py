@@ -35,7 +35,7 @@ def device_description():
 
         return f"jax {jax.__version__}: {jax.devices()}"
     if backend == "torch":
-
+        import torch
 
         if torch.cuda.is_available():
             return f"torch {torch.__version__}: {torch.cuda.get_device_name(0)}"
