@@ -158,3 +158,41 @@ def save_png_file(fig, path):
     """Writes a figure to `path` as PNG."""
     with open(path, "wb") as f:
         f.write(to_png(fig))
+
+
+def covariance_figures(cov, *, name, when, q=0.9, correlation=None, n_samples=None):
+    """The monitor's pictures of one covariance matrix (the paper's Figures 4, 5).
+
+    Args:
+        cov: covariance matrix of shape (p, p).
+        name: the layer's name, for the titles.
+        when: when it was measured ("epoch 3", "before training", ...).
+        q: the variance fraction whose UD cut the spectrum marks.
+        correlation: the Pearson correlations; when given, a correlation
+            heatmap is drawn too.
+        n_samples: the number of samples C was measured on, shown in the
+            covariance title when given.
+
+    Returns:
+        A dict from "covariance", "spectrum" and (with `correlation`)
+        "correlation" to figures.
+    """
+    from keras_covreg import metrics
+
+    suffix = f", N={n_samples}" if n_samples is not None else ""
+    figures = {
+        "covariance": matrix_figure(
+            cov, title=f"{name}: covariance, {when}{suffix}", label="covariance"
+        ),
+    }
+    if correlation is not None:
+        figures["correlation"] = matrix_figure(
+            correlation, title=f"{name}: correlation, {when}", label="Pearson r", limit=1.0
+        )
+    figures["spectrum"] = spectrum_figure(
+        metrics.spectrum(cov, basis="pca", from_covariance=True),
+        metrics.spectrum(cov, basis="unit", from_covariance=True),
+        title=f"{name}: spectrum, {when}",
+        q=q,
+    )
+    return figures

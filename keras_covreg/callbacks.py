@@ -403,24 +403,10 @@ class CovarianceMonitor(keras.callbacks.Callback):
         if not np.isfinite(cov).all():
             return
         when = "before training" if step == INITIAL_STEP else f"epoch {step}"
-        n = int(self.results[name]["n_samples"])
-        pictures = {
-            "covariance": _plots.matrix_figure(
-                cov, title=f"{name}: covariance, {when}, N={n}", label="covariance"
-            ),
-            "correlation": _plots.matrix_figure(
-                self.correlations[name],
-                title=f"{name}: correlation, {when}",
-                label="Pearson r",
-                limit=1.0,
-            ),
-            "spectrum": _plots.spectrum_figure(
-                metrics.spectrum(cov, basis="pca", from_covariance=True),
-                metrics.spectrum(cov, basis="unit", from_covariance=True),
-                title=f"{name}: spectrum, {when}",
-                q=self.q,
-            ),
-        }
+        pictures = _plots.covariance_figures(
+            cov, name=name, when=when, q=self.q, correlation=self.correlations[name],
+            n_samples=int(self.results[name]["n_samples"]),
+        )
         for tag, fig in pictures.items():
             writer.image(f"{name}/{tag}", _plots.to_png(fig), step)
 

@@ -13,7 +13,7 @@ import tempfile
 
 import keras
 
-from keras_covreg import CovarianceMonitor, CovarianceRegularizer, _plots, metrics
+from keras_covreg import CovarianceMonitor, CovarianceRegularizer, _plots
 from keras_covreg.experiments import data, models
 
 
@@ -32,17 +32,9 @@ def main():
         model.fit(x, x, batch_size=100, epochs=args.epochs, verbose=0, callbacks=[monitor])
         cov = monitor.covariances["code"]
         when = f"{args.epochs} epochs, {'L_Sigma 0.3' if reg else 'no penalty'}"
-        figures = {
-            "covariance": _plots.matrix_figure(
-                cov, title=f"code: covariance, {when}", label="covariance"),
-            "correlation": _plots.matrix_figure(
-                monitor.correlations["code"], title=f"code: correlation, {when}",
-                label="Pearson r", limit=1.0),
-            "spectrum": _plots.spectrum_figure(
-                metrics.spectrum(cov, basis="pca", from_covariance=True),
-                metrics.spectrum(cov, basis="unit", from_covariance=True),
-                title=f"code: spectrum, {when}"),
-        }
+        figures = _plots.covariance_figures(
+            cov, name="code", when=when, correlation=monitor.correlations["code"]
+        )
         for kind, fig in figures.items():
             path = os.path.join(args.out, f"monitor_{kind}_{name}.png")
             with open(path, "wb") as f:

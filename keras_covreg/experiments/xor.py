@@ -107,15 +107,8 @@ def report(exp, results, config, seconds):
         for name in LAYERS:
             cov = np.asarray(example[f"{name}_covariance"])
             when = f"{label}, seed {example['seed']}"
-            _plots.save_png_file(
-                _plots.matrix_figure(cov, title=f"{name}: covariance, {when}", label="covariance"),
-                exp.figure_path(f"figure{figure}_{name}_covariance.png"))
-            _plots.save_png_file(
-                _plots.spectrum_figure(
-                    metrics.spectrum(cov, basis="pca", from_covariance=True),
-                    metrics.spectrum(cov, basis="unit", from_covariance=True),
-                    title=f"{name}: spectrum, {when}"),
-                exp.figure_path(f"figure{figure}_{name}_spectrum.png"))
+            for kind, fig in _plots.covariance_figures(cov, name=name, when=when).items():
+                _plots.save_png_file(fig, exp.figure_path(f"figure{figure}_{name}_{kind}.png"))
     text = (
         "# XOR experiment (Section 3.3)\n\n"
         f"2-4-4-1 logistic MLP, {config.seeds} seeds per setting; Adam "
