@@ -12,6 +12,7 @@ import os
 import tempfile
 
 import keras
+import numpy as np
 
 from keras_covreg import CovarianceMonitor, CovarianceRegularizer, _plots
 from keras_covreg.experiments import data, models
@@ -20,7 +21,7 @@ from keras_covreg.experiments import data, models
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join("docs", "images"))
-    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=200)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     x, _ = data.projected_sources(2000, 20, seed=0)
@@ -41,6 +42,7 @@ def main():
                 f.write(_plots.to_png(fig))
             print(path)
         print(name, {k: round(v, 3) for k, v in monitor.results["code"].items()})
+        print("  unit variances, largest first:", np.sort(np.diag(cov))[::-1])
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class Config:
     batch_size: int = 100
     learning_rate: float = 0.001
     tdv_dim: int = 10
+    images: bool = True
     sweep: bool = False
     sweep_strengths: tuple = sweep_strengths()
     seed: int = 0
@@ -117,7 +118,7 @@ def run_one(*, run_id, exp, config, splits, regularizer, strength, seed):
         callbacks=[
             # Before EarlyStopping and TensorBoard, so they see val_code_*.
             CovarianceMonitor("code", log_dir=exp.tensorboard_dir(run_id),
-                              true_dim=config.tdv_dim),
+                              true_dim=config.tdv_dim, images=config.images),
             # Early stopping on the reconstruction error alone, not the loss
             # that includes the penalty.
             keras.callbacks.EarlyStopping(monitor="val_mse", patience=config.patience,
@@ -151,6 +152,8 @@ def plan(config):
 
 def _cell(values, fmt):
     mean, std = runner.mean_std(values)
+    if not np.isfinite(mean):
+        return "-"
     if not np.isfinite(std):
         return format(mean, fmt)
     return f"{format(mean, fmt)} ± {format(std, fmt)}"
@@ -178,6 +181,7 @@ def report(exp, results, config, seconds):
             _cell([r["effective_rank"] for r in group], ".1f"),
             _cell([r["epochs"] for r in group], ".0f"),
         ])
+    run_minutes = sum(r.get("seconds", 0.0) for r in results) / 60
     params = table[0]["parameters"] if table else models.conv_autoencoder().count_params()
     text = (
         "# CIFAR-10 convolutional autoencoder (Section 3.4)\n\n"
@@ -188,8 +192,9 @@ def report(exp, results, config, seconds):
         f"{config.max_epochs} epochs, best weights restored; lambda = {config.strength} "
         f"for every penalty. Metrics on the test set, covariance over all "
         f"{config.test_samples} test images. TdV with d = {config.tdv_dim}. "
-        f"{seconds / 60:.1f} minutes in this invocation ({keras.config.backend()} "
-        "backend).\n\n"
+        f"{len(results)} runs, {run_minutes:.1f} minutes of training and measuring "
+        f"in all (the sum of the runs' own times); {seconds / 60:.1f} minutes in this "
+        f"invocation ({keras.config.backend()} backend).\n\n"
         "Table 1, mean ± std over seeds (std shown with 2 or more seeds); the paper's "
         "numbers beside ours. The paper does not say which basis its UD uses.\n\n"
         + runner.markdown_table(

@@ -17,6 +17,7 @@ import sys
 HELP = {
     "synthetic": {
         "n_samples": "samples of the 4 sources (paper: 10000)",
+        "source_stds": "standard deviations of the independent sources (paper: not given)",
         "input_dim": "dimension of the random projection (paper: not given)",
         "code_units": "units of the linear code (paper: 10)",
         "projections": "random projections averaged per point (paper: 10)",
@@ -55,6 +56,7 @@ HELP = {
         "learning_rate": "Adam learning rate (paper: 0.001)",
         "tdv_dim": "d of TdV (CIFAR-10 has no known true dimension)",
         "sweep": "also run Figure 6's lambda sweep (22 runs, seed 0)",
+        "images": "write covariance heatmaps and spectra to TensorBoard every epoch",
         "sweep_strengths": "lambda values of the sweep (default 0.01 * 2^k, k=0..10)",
         "seed": "base seed",
     },
@@ -74,7 +76,8 @@ def _add_config_arguments(parser, config_cls, helps):
         flag = "--" + field.name.replace("_", "-")
         text = helps.get(field.name, "")
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", help=text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                default=default, help=text)
         elif isinstance(default, tuple):
             kind = type(default[0]) if default else str
             shown = " ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in default)

@@ -1,8 +1,8 @@
 """Section 3.2: disentangling randomly projected independent sources.
 
-4 independent Gaussian sources (standard deviations `data.SOURCE_STDS`) are
-projected to `input_dim` dimensions by a random matrix; a linear autoencoder
-with a 10-unit linear code reconstructs them, with L_Sigma or the L1 activity
+4 independent Gaussian sources (standard deviations `source_stds`, by default
+1.3, 1.2, 1.1, 1.0) are projected to `input_dim` dimensions by a random
+matrix; a linear autoencoder with a 10-unit linear code reconstructs them, with L_Sigma or the L1 activity
 penalty on the code, for lambda = 0 and 8 values log-spaced in [0.001, 1].
 Every point is the mean over `projections` random projections. Metrics are
 computed on the code over all samples.
@@ -21,7 +21,6 @@ from keras_covreg.regularizers import ActivityL1Regularizer, CovarianceRegulariz
 
 REGULARIZERS = {"l_sigma": CovarianceRegularizer, "l1": ActivityL1Regularizer}
 LABELS = {"l_sigma": "L_Sigma", "l1": "L1"}
-TRUE_DIM = len(data.SOURCE_STDS)
 
 
 def default_strengths():
@@ -34,6 +33,7 @@ class Config:
     """Options of the synthetic experiment (each is a command-line option)."""
 
     n_samples: int = 10_000
+    source_stds: tuple = data.SOURCE_STDS
     input_dim: int = 20
     code_units: int = 10
     projections: int = 10
@@ -53,7 +53,8 @@ class Config:
 def run_one(*, run_id, exp, config, projection, regularizer, strength):
     """Trains one autoencoder; returns its metrics and loss curve."""
     x, _ = data.projected_sources(
-        config.n_samples, config.input_dim, seed=config.seed * 1000 + projection
+        config.n_samples, config.input_dim, seed=config.seed * 1000 + projection,
+        source_stds=config.source_stds,
     )
     # The same initial weights for every strength of one projection.
     keras.utils.set_random_seed(config.seed * 1000 + projection)
@@ -73,7 +74,7 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
     monitor = CovarianceMonitor(
         "code", x, log_dir=exp.tensorboard_dir(run_id),
         freq=max(1, config.monitor_every // passes),
-        true_dim=TRUE_DIM, images=False, max_samples=config.n_samples,
+        true_dim=len(config.source_stds), images=False, max_samples=config.n_samples,
     )
     repeated = np.tile(x, (passes, 1))
     history = model.fit(
@@ -83,7 +84,7 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
     encoder = keras.Model(model.inputs, model.get_layer("code").output)
     code = encoder.predict(x, batch_size=2000, verbose=0)
     mse = float(np.mean((model.predict(x, batch_size=2000, verbose=0) - x) ** 2))
-    summary = metrics.covariance_summary(metrics.covariance(code), d=TRUE_DIM)
+    summary = metrics.covariance_summary(metrics.covariance(code), d=len(config.source_stds))
     loss = history.history["loss"]
     tail = max(1, len(loss) // 10)
     descent = max(abs(loss[0] - loss[-1]), 1e-30)
@@ -148,7 +149,8 @@ def report(exp, results, config, seconds):
         exp.figure_path("figure2_mapc_cvr.png"))
     _plots.save_png_file(
         _plots.tradeoff_figure(
-            c, [("tdv_unit", "TdV (d=4, units)"), ("ud_unit", "UD90 (units)")],
+            c, [("tdv_unit", f"TdV (d={len(config.source_stds)}, units)"),
+                ("ud_unit", "UD90 (units)")],
             title=f"Figure 3: dimensionality vs MSE (mean of {n_proj} projections)"),
         exp.figure_path("figure3_tdv_ud.png"))
     loss_curves = {
@@ -171,7 +173,8 @@ def report(exp, results, config, seconds):
     text = (
         "# Synthetic experiment (Section 3.2)\n\n"
         f"{len(results)} runs, {config.projections} random projections of "
-        f"{config.n_samples} samples of {TRUE_DIM} sources (stds {data.SOURCE_STDS}) "
+        f"{config.n_samples} samples of {len(config.source_stds)} sources "
+        f"(stds {config.source_stds}) "
         f"to {config.input_dim} dimensions; linear autoencoder with a "
         f"{config.code_units}-unit code; Adam {config.learning_rate}, batch "
         f"{config.batch_size}, {config.epochs} epochs (passes over the data), learning "
