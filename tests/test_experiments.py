@@ -1,6 +1,7 @@
 """The paper's experiments end to end, in tiny configurations."""
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -84,6 +85,22 @@ def test_xor_end_to_end(tmp_path):
                 assert_png(exp.figure_path(f"figure{fig}_{layer}_{kind}.png"))
     rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == ["| L_Sigma (0.2)", "| none"]
+
+
+def test_xor_convergence_test_is_relative_or_absolute(tmp_path):
+    never = xor.Config(seeds=1, learning_rate=0.1, steps_per_chunk=100, max_chunks=3,
+                       tolerance=0.0, abs_tolerance=0.0)
+    for r in xor.run(never, tmp_path / "never")[0].results():
+        assert not r["converged"] and r["steps"] == 300
+    # Any change counts as converged: a run stops at the first solved chunk
+    # after the first.
+    always = dataclasses.replace(never, max_chunks=6, abs_tolerance=1e9)
+    results = xor.run(always, tmp_path / "always")[0].results()
+    assert any(r["solved"] for r in results)
+    for r in results:
+        assert r["converged"] == r["solved"]
+        if r["solved"]:
+            assert r["steps"] < 600
 
 
 def write_fake_cifar(directory, n=30, skip=(), corrupt=()):

@@ -37,6 +37,7 @@ HELP = {
         "steps_per_chunk": "training steps between convergence checks",
         "max_chunks": "most chunks before giving up on convergence",
         "tolerance": "relative loss change per chunk that counts as converged",
+        "abs_tolerance": "absolute loss change per chunk that counts as converged",
         "active_fraction": "a unit is active if its variance is at least this "
                            "fraction of its layer's largest",
         "seed": "base seed",
