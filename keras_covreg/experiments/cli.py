@@ -64,15 +64,13 @@ HELP = {
 }
 
 
-# Options whose values come from a fixed set.
-CHOICES = {
-    "regularizers": ("l_sigma", "l1"),
-    "rows": ("l_sigma", "l1", "none", "decov"),
-}
+# Options that name penalties: their values are the keys of the experiment
+# module's REGULARIZERS.
+PENALTY_OPTIONS = ("regularizers", "rows")
 
 
-def _add_config_arguments(parser, config_cls, helps):
-    for field in dataclasses.fields(config_cls):
+def _add_config_arguments(parser, module, helps):
+    for field in dataclasses.fields(module.Config):
         default = field.default
         flag = "--" + field.name.replace("_", "-")
         text = helps.get(field.name, "")
@@ -83,7 +81,8 @@ def _add_config_arguments(parser, config_cls, helps):
             kind = type(default[0]) if default else str
             shown = " ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in default)
             parser.add_argument(flag, type=kind, nargs="+", default=default,
-                                choices=CHOICES.get(field.name),
+                                choices=tuple(module.REGULARIZERS)
+                                if field.name in PENALTY_OPTIONS else None,
                                 help=f"{text} (default: {shown})")
         else:
             parser.add_argument(flag, type=type(default) if default is not None else str,
@@ -142,7 +141,7 @@ def build_parser():
         p = sub.add_parser(name, help=summary, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--out", default="runs", help="output directory (default: runs)")
-        _add_config_arguments(p, module.Config, HELP[name])
+        _add_config_arguments(p, module, HELP[name])
         p.set_defaults(func=_experiment(name))
     return parser
 

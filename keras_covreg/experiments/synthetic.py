@@ -2,8 +2,9 @@
 
 4 independent Gaussian sources (standard deviations `source_stds`, by default
 1.3, 1.2, 1.1, 1.0) are projected to `input_dim` dimensions by a random
-matrix; a linear autoencoder with a 10-unit linear code reconstructs them, with L_Sigma or the L1 activity
-penalty on the code, for lambda = 0 and 8 values log-spaced in [0.001, 1].
+matrix; a linear autoencoder with a 10-unit linear code reconstructs them,
+with L_Sigma or the L1 activity penalty on the code, for lambda = 0 and 8
+values log-spaced in [0.001, 1].
 Every point is the mean over `projections` random projections. Metrics are
 computed on the code over all samples.
 """
