@@ -8,6 +8,11 @@ Importing this package imports Keras (and so its backend), but neither
 matplotlib nor TensorFlow on its own account.
 """
 
+from keras_covreg.layers import (
+    ActivityL1Regularization,
+    CovarianceRegularization,
+    DeCovRegularization,
+)
 from keras_covreg.metrics import (
     DegenerateActivationsWarning,
     StreamingCovariance,
@@ -31,9 +36,12 @@ from keras_covreg.regularizers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivityL1Regularization",
     "ActivityL1Regularizer",
     "CovarianceMonitor",
+    "CovarianceRegularization",
     "CovarianceRegularizer",
+    "DeCovRegularization",
     "DeCovRegularizer",
     "DegenerateActivationsWarning",
     "StreamingCovariance",

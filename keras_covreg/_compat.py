@@ -54,3 +54,63 @@ def activity_loss_is_divided_by_batch_size():
         f"({keras.__version__}) scales activity penalties: a penalty of 1 on a "
         f"batch of {_PROBE_BATCH_SIZE} was recorded as {recorded}."
     )
+
+
+# -- Keras internals the monitor cannot do without ---------------------------
+# Keras gives callbacks no public access to the validation data of `fit`, to
+# every call of a shared layer, or to a tensor's mask. Each route below is the
+# one place that touches such an internal; tests/test_callbacks.py
+# (test_keras_internals_the_monitor_relies_on) pins every one of them, and CI
+# runs it on Keras 3.13 and on the newest Keras 3.
+
+
+def validation_adapter(model):
+    """The data adapter of the validation data that `fit` is using, or None.
+
+    `fit` keeps the iterator over its validation data in
+    ``model._eval_epoch_iterator`` (set before its first validation, deleted at
+    the end of `fit`); its ``data_adapter`` yields the batches.
+    """
+    iterator = getattr(model, "_eval_epoch_iterator", None)
+    return getattr(iterator, "data_adapter", None)
+
+
+def is_one_shot(adapter):
+    """Whether `adapter` reads a Python generator, which cannot be re-read.
+
+    Keras's generator adapter keeps a callable ``generator`` that returns the
+    stream of batches (the peeked first batches, then the user's generator).
+    """
+    return type(adapter).__name__ == "GeneratorDataAdapter" and callable(
+        getattr(adapter, "generator", None)
+    )
+
+
+@contextlib.contextmanager
+def recording_generator(adapter, record):
+    """Appends every batch that Keras pulls from a generator adapter to `record`."""
+    source = adapter.generator
+
+    def teeing():
+        for batch in source():
+            record(batch)
+            yield batch
+
+    adapter.generator = teeing
+    try:
+        yield
+    finally:
+        adapter.generator = source
+
+
+def keras_mask(tensor):
+    """The mask Keras attached to an eager `tensor` (None without one)."""
+    from keras.src.backend import get_keras_mask
+
+    return get_keras_mask(tensor)
+
+
+def nested_layers(model):
+    """Every layer inside `model`, nested ones (in wrappers, sub-models,
+    custom layers) included, in Keras's own order."""
+    return model._flatten_layers(include_self=False, recursive=True)

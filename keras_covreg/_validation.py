@@ -42,6 +42,44 @@ def check_int_in_range(name, value, low, high):
     return int(value)
 
 
+def check_channel_axis(channel_axis):
+    """Returns `channel_axis` if it is an integer other than 0 (the batch axis).
+
+    Whether it is an axis of the activations is known only once they are seen:
+    `resolve_channel_axis` checks that.
+    """
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+        raise TypeError(
+            f"`channel_axis` must be an integer. Received: channel_axis={channel_axis!r}"
+        )
+    if channel_axis == 0:
+        raise ValueError(
+            "`channel_axis` cannot be the batch axis. Received: channel_axis=0"
+        )
+    return int(channel_axis)
+
+
+def resolve_channel_axis(channel_axis, rank):
+    """`channel_axis` as an index in [1, rank) of activations of rank `rank`.
+
+    Raises:
+        ValueError: if it is not an axis of such activations, or is the batch
+            axis.
+    """
+    if not -rank <= channel_axis < rank:
+        raise ValueError(
+            f"`channel_axis` must be an axis of the activations, which have rank "
+            f"{rank}. Received: channel_axis={channel_axis}"
+        )
+    axis = channel_axis % rank
+    if axis == 0:
+        raise ValueError(
+            f"`channel_axis` cannot be the batch axis (activations of rank {rank}). "
+            f"Received: channel_axis={channel_axis}"
+        )
+    return axis
+
+
 def check_fraction(name, value):
     """Returns `value` as a float if it lies in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -101,14 +139,35 @@ def raise_non_finite(name, x):
     )
 
 
+def symmetry_tolerance(dtype):
+    """Largest relative asymmetry ``max|C - C^T| / max|C|`` accepted for `dtype`.
+
+    The square root of the dtype's machine epsilon: a covariance computed in
+    float32 (by a framework, on a GPU, ...) can differ from its transpose by
+    round-off that grows with the number of samples summed, typically 1e-6
+    relative and far below sqrt(eps) = 3.5e-4; float64 gets 1.5e-8. A matrix
+    that is truly asymmetric (1% apart, say) is refused at any precision.
+    Integer and other dtypes are treated as float64.
+    """
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.dtype(np.float64)
+    return float(np.sqrt(np.finfo(dtype).eps))
+
+
 def as_covariance(name, c):
     """Converts `c` to a float64 symmetric matrix of shape (p, p).
+
+    Round-off asymmetry within `symmetry_tolerance` of `c`'s own dtype is
+    accepted and averaged away (``(C + C^T) / 2``).
 
     Raises:
         ValueError: if `c` is not square, not finite, not symmetric or has a
             negative diagonal.
     """
-    c = np.asarray(c, dtype=np.float64)
+    c = np.asarray(c)
+    source_dtype = c.dtype
+    c = c.astype(np.float64, copy=False)
     if c.ndim != 2 or c.shape[0] != c.shape[1] or c.shape[0] < 1:
         raise ValueError(
             f"`{name}` must be a square matrix of shape (n_features, n_features). "
@@ -117,11 +176,16 @@ def as_covariance(name, c):
     if not np.isfinite(c).all():
         raise ValueError(f"`{name}` must be finite. Received: {name} with NaN or inf")
     scale = max(float(np.max(np.abs(c))), np.finfo(np.float64).tiny)
-    if np.max(np.abs(c - c.T)) > 1e-8 * scale:
+    asymmetry = float(np.max(np.abs(c - c.T)))
+    tolerance = symmetry_tolerance(source_dtype)
+    if asymmetry > tolerance * scale:
         raise ValueError(
-            f"`{name}` must be symmetric. Received: {name} with max |C - C^T| = "
-            f"{np.max(np.abs(c - c.T)):.3g}"
+            f"`{name}` must be symmetric (to {tolerance:.2g} of its largest "
+            f"entry, for {np.dtype(source_dtype).name} input). Received: {name} "
+            f"with max |C - C^T| = {asymmetry:.3g} and max |C| = {scale:.3g}"
         )
+    if asymmetry > 0:
+        c = (c + c.T) / 2
     if np.min(np.diag(c)) < -1e-12 * scale:
         raise ValueError(
             f"`{name}` must have a non-negative diagonal (variances). Received: "

@@ -36,14 +36,11 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
         self.spatial_mode = _validation.check_choice(
             "spatial_mode", spatial_mode, SPATIAL_MODES
         )
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, int):
-            raise TypeError(
-                f"`channel_axis` must be an integer. Received: "
-                f"channel_axis={channel_axis!r}"
-            )
-        self.channel_axis = channel_axis
-        # Run the probe now, eagerly, rather than inside a traced function.
-        _compat.activity_loss_is_divided_by_batch_size()
+        self.channel_axis = _validation.check_channel_axis(channel_axis)
+        # Probe Keras once, here and eagerly, and keep the answer as a plain
+        # bool: code that tf.function, jax.jit or torch.compile traces then
+        # reads an attribute instead of calling the cached probe.
+        self._divided_by_batch_size = _compat.activity_loss_is_divided_by_batch_size()
 
     def __call__(self, x):
         """The value Keras expects from an activity regularizer for batch `x`.
@@ -54,25 +51,43 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
         receives exactly ``penalty(x)``.
         """
         value = self.penalty(x)
-        if _compat.activity_loss_is_divided_by_batch_size():
-            value = value * ops.cast(ops.shape(x)[0], "float32")
+        if self._divided_by_batch_size:
+            value = value * ops.cast(ops.shape(x)[0], value.dtype)
         return value
 
-    def penalty(self, x):
-        """``strength`` times the penalty of batch `x`, a float32 scalar.
+    def penalty(self, x, mask=None):
+        """``strength`` times the penalty of batch `x`, a scalar.
+
+        Computed in float32, or in float64 when `x` or Keras's floatx is
+        float64, and returned in floatx (``keras.config.floatx()``), the dtype
+        in which Keras adds up the losses.
 
         Args:
             x: a layer's outputs, of shape (batch_size, ..., features), of a
-                floating dtype.
+                floating dtype. Dimensions other than the rank may be unknown
+                while Keras traces the model; they are read at run time.
+            mask: None, or a boolean mask of the observations that count:
+                of shape (batch_size,), or of `x`'s shape without the channel
+                axis (e.g. (batch_size, timesteps) for (batch_size,
+                timesteps, features) with ``spatial_mode="channels"``).
+                Masked observations are left out of the statistics.
 
         Raises:
-            ValueError: if `x` has rank < 2 or unknown non-batch dimensions.
+            ValueError: if `x` has rank < 2, if `channel_axis` is not an axis
+                of `x` other than the batch axis, or if `mask` does not fit
+                `x`.
             TypeError: if `x` is not of a floating dtype.
         """
-        return ops.multiply(self._penalty(self._observations(x)), self.strength)
+        h, weights = self._observations(x, mask)
+        value = ops.multiply(self._penalty(h, weights), ops.cast(self.strength, h.dtype))
+        return ops.cast(value, keras.config.floatx())
 
-    def _observations(self, x):
-        """Casts `x` to float32 and reshapes it to (observations, features)."""
+    def _observations(self, x, mask=None):
+        """`x` as (observations, features) in the compute dtype, and weights.
+
+        The weights are None without a mask, else a 0/1 vector with one entry
+        per observation.
+        """
         dtype = keras.backend.standardize_dtype(x.dtype)
         if "float" not in dtype:
             raise TypeError(
@@ -80,34 +95,44 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
                 f"Received: x of dtype {dtype}"
             )
         shape = tuple(x.shape)
-        if len(shape) < 2:
+        rank = len(shape)
+        if rank < 2:
             raise ValueError(
                 f"{type(self).__name__} needs activations of rank >= 2, of shape "
                 f"(batch_size, ..., features). Received: x of shape {shape}"
             )
-        x = ops.cast(x, "float32")
-        if len(shape) == 2:
-            return x
-        if self.spatial_mode == "channels":
-            axis = self.channel_axis % len(shape)
-            if axis == 0:
-                raise ValueError(
-                    "`channel_axis` cannot be the batch axis. "
-                    f"Received: channel_axis={self.channel_axis}"
-                )
-            if axis != len(shape) - 1:
+        x = ops.cast(x, _compute_dtype(dtype))
+        channels = rank > 2 and self.spatial_mode == "channels"
+        if channels:
+            axis = _validation.resolve_channel_axis(self.channel_axis, rank)
+            if axis != rank - 1:
                 x = ops.moveaxis(x, axis, -1)
-            features = shape[axis]
-        else:
-            features = math.prod(shape[1:]) if None not in shape[1:] else None
-        if features is None:
-            raise ValueError(
-                f"{type(self).__name__} needs the feature dimensions to be known. "
-                f"Received: x of shape {shape}"
-            )
-        return ops.reshape(x, (-1, features))
+        weights = None if mask is None else self._weights(mask, x, channels)
+        if channels:
+            x = ops.reshape(x, (-1, _dim(x, -1)))
+        elif rank > 2:
+            x = ops.reshape(x, (_dim(x, 0), -1))
+        return x, weights
 
-    def _penalty(self, h):
+    def _weights(self, mask, x, channels):
+        """`mask` as one 0/1 weight per observation of `x` (channels last)."""
+        rank = len(x.shape)
+        mask_rank = len(mask.shape)
+        if mask_rank == 1 and channels:
+            # Every position of a sample takes the sample's weight.
+            mask = ops.reshape(mask, (-1,) + (1,) * (rank - 2))
+            mask = ops.broadcast_to(mask, ops.shape(x)[:-1])
+        elif not (mask_rank == 1 or (channels and mask_rank == rank - 1)):
+            raise ValueError(
+                f"{type(self).__name__}: `mask` must be of shape (batch_size,) or, "
+                "with spatial_mode='channels', of the activations' shape without "
+                f"the channel axis. Received: mask of shape {tuple(mask.shape)} "
+                f"for activations of shape {tuple(x.shape)} (channels last, "
+                f"spatial_mode={self.spatial_mode!r})"
+            )
+        return ops.reshape(ops.cast(mask, x.dtype), (-1,))
+
+    def _penalty(self, h, weights):
         raise NotImplementedError
 
     def get_config(self):
@@ -122,31 +147,55 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
         return f"{type(self).__name__}({args})"
 
 
-def _centered(h):
-    """Centered observations and the covariance denominator max(n - 1, 1)."""
-    n = ops.cast(ops.shape(h)[0], "float32")
-    centered = h - ops.mean(h, axis=0, keepdims=True)
-    return centered, n
+def _compute_dtype(dtype):
+    """float64 if the activations or floatx are float64, else float32."""
+    if "float64" in (dtype, keras.config.floatx()):
+        return "float64"
+    return "float32"
+
+
+def _dim(x, axis):
+    """The size of `x` along `axis`: static where known, else read at run time."""
+    static = x.shape[axis]
+    return static if static is not None else ops.shape(x)[axis]
+
+
+def _squared_width(h):
+    """p^2 for the p columns of `h`, in its dtype (p read at run time if unknown)."""
+    p = ops.cast(_dim(h, -1), h.dtype)
+    return p * p
+
+
+def _centered(h, weights):
+    """Observations centered on their (weighted) mean, and their count N.
+
+    With weights, masked rows are zero after centering and N counts the
+    unmasked rows only.
+    """
+    if weights is None:
+        n = ops.cast(ops.shape(h)[0], h.dtype)
+        return h - ops.mean(h, axis=0, keepdims=True), n
+    n = ops.sum(weights)
+    column = ops.expand_dims(weights, -1)
+    mean = ops.sum(h * column, axis=0, keepdims=True) / ops.maximum(n, 1.0)
+    return (h - mean) * column, n
 
 
 @ops.custom_gradient
-def _covariance_l1_norm(h):
-    """``sum_ij |C_ij|`` of h's sample covariance, with a one-product gradient.
+def _abs_scatter_sum(centered):
+    """``sum_ij |S_ij|`` of the scatter ``S = Hc^T Hc``, with a one-product gradient.
 
-    The gradient ``2 (H - 1 h_bar) sign(C) / (N - 1)`` needs one N x p x p
-    product where automatic differentiation of ``Hc^T Hc`` spends two; its rows
-    already sum to zero, so centering needs no separate gradient.
+    The gradient ``2 Hc sign(S)`` needs one N x p x p product where automatic
+    differentiation of ``Hc^T Hc`` spends two. (Its rows sum to zero over the
+    observations, so the centering before it adds nothing to the gradient.)
     """
-    centered, n = _centered(h)
-    denominator = ops.maximum(n - 1.0, 1.0)
-    cov = ops.matmul(ops.transpose(centered), centered) / denominator
-    value = ops.sum(ops.abs(cov))
+    scatter = ops.matmul(ops.transpose(centered), centered)
+    value = ops.sum(ops.abs(scatter))
 
     def grad(*args, upstream=None):
         if upstream is None:
             (upstream,) = args
-        scale = upstream * 2.0 / denominator
-        return ops.matmul(centered, ops.sign(cov)) * scale
+        return ops.matmul(centered, ops.sign(scatter)) * (upstream * 2.0)
 
     return value, grad
 
@@ -166,17 +215,26 @@ class _CovarianceBasedRegularizer(_ActivityRegularizer):
             )
         self.synchronized = synchronized
 
-    def _penalty(self, h):
+    def _penalty(self, h, weights):
         ctx = _distribute.replica_context() if self.synchronized else None
         if ctx is None:
-            return self._local_penalty(h)
+            centered, n = _centered(h, weights)
+            return self._from_centered(centered, n)
         # Two all-reduces, as BatchNormalization(synchronized=True) does, but
         # centering on the global mean before the second one so that float32
         # round-off does not grow with the mean: first (count, sum), then the
         # centered sum of outer products.
-        n_local = ops.cast(ops.shape(h)[0], "float32")
-        n, total = _distribute.all_reduce_sum(ctx, [n_local, ops.sum(h, axis=0)])
-        centered = h - total / n
+        if weights is None:
+            n_local = ops.cast(ops.shape(h)[0], h.dtype)
+            local_sum = ops.sum(h, axis=0)
+        else:
+            n_local = ops.sum(weights)
+            h = h * ops.expand_dims(weights, -1)
+            local_sum = ops.sum(h, axis=0)
+        n, total = _distribute.all_reduce_sum(ctx, [n_local, local_sum])
+        centered = h - total / ops.maximum(n, 1.0)
+        if weights is not None:
+            centered = centered * ops.expand_dims(weights, -1)
         scatter = _distribute.all_reduce_sum(
             ctx, [ops.matmul(ops.transpose(centered), centered)]
         )[0]
@@ -188,9 +246,9 @@ class _CovarianceBasedRegularizer(_ActivityRegularizer):
         # by R * n_r / n makes the weights sum to R, so that the update equals
         # single-device training on the global batch (measured: 1e-7).
         replicas = float(ctx.num_replicas_in_sync)
-        return self._from_covariance(cov) * (replicas * n_local / n)
+        return self._from_covariance(cov) * (replicas * n_local / ops.maximum(n, 1.0))
 
-    def _local_penalty(self, h):
+    def _from_centered(self, centered, n):
         raise NotImplementedError
 
     def _from_covariance(self, cov):
@@ -244,13 +302,12 @@ class CovarianceRegularizer(_CovarianceBasedRegularizer):
         1.0
     """
 
-    def _local_penalty(self, h):
-        p = h.shape[-1]
-        return _covariance_l1_norm(h) / float(p * p)
+    def _from_centered(self, centered, n):
+        return _abs_scatter_sum(centered) / (
+            ops.maximum(n - 1.0, 1.0) * _squared_width(centered))
 
     def _from_covariance(self, cov):
-        p = cov.shape[-1]
-        return ops.sum(ops.abs(cov)) / float(p * p)
+        return ops.sum(ops.abs(cov)) / _squared_width(cov)
 
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
@@ -274,9 +331,9 @@ class DeCovRegularizer(_CovarianceBasedRegularizer):
 
     ddof = 0
 
-    def _local_penalty(self, h):
-        centered, n = _centered(h)
-        return self._from_covariance(ops.matmul(ops.transpose(centered), centered) / n)
+    def _from_centered(self, centered, n):
+        scatter = ops.matmul(ops.transpose(centered), centered)
+        return self._from_covariance(scatter / ops.maximum(n, 1.0))
 
     def _from_covariance(self, cov):
         off_diagonal = ops.sum(ops.square(cov)) - ops.sum(ops.square(ops.diagonal(cov)))
@@ -308,11 +365,12 @@ class ActivityL1Regularizer(_ActivityRegularizer):
     def __init__(self, strength):
         super().__init__(strength)
 
-    def _observations(self, x):
-        return ops.reshape(super()._observations(x), (-1,))
-
-    def _penalty(self, h):
-        return ops.mean(ops.abs(h))
+    def _penalty(self, h, weights):
+        if weights is None:
+            return ops.mean(ops.abs(h))
+        total = ops.sum(ops.abs(h) * ops.expand_dims(weights, -1))
+        count = ops.sum(weights) * ops.cast(_dim(h, -1), h.dtype)
+        return total / ops.maximum(count, 1.0)
 
     def get_config(self):
         return {"strength": self.strength}

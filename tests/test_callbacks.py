@@ -131,11 +131,13 @@ def test_default_data_is_the_validation_data_with_a_starting_point(tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
-def test_no_data_and_no_validation_data_is_a_clear_error(tmp_path):
+def test_no_data_and_no_validation_data_trains_and_warns(tmp_path):
     model = functional()
     monitor = CovarianceMonitor("code", log_dir=tmp_path)
-    with pytest.raises(ValueError, match="no validation data"):
-        model.fit(data(), data(), epochs=1, verbose=0, callbacks=[monitor])
+    with pytest.warns(UserWarning, match="measured nothing.*validation data"):
+        history = model.fit(data(), data(), epochs=2, verbose=0, callbacks=[monitor])
+    assert len(history.history["loss"]) == 2
+    assert monitor.results == {}
 
 
 def test_dataset_and_pydataset_and_cap(tmp_path):
