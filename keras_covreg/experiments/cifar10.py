@@ -5,12 +5,12 @@ The conv autoencoder of `models.conv_autoencoder` (540,583 parameters, an
 45,000 images, early stopping on the MSE of 5,000 held-out training images
 with the best weights restored, and measured on the 10,000 test images with
 the covariance of the whole test set. Rows: L_Sigma, L1, no penalty, and
-DeCov (which the paper does not have), each over `seeds` initializations.
+DeCov (which the paper does not have), each over 5 initializations (--seeds).
 
-Choices where the paper is silent (each a command-line option): pixels scaled
-to [0, 1] with a sigmoid output; the same lambda (0.08) for every penalty;
-early-stopping patience 3; TdV with d = 10 (the number of classes; CIFAR-10
-has no known true dimension).
+Choices where the paper is silent: pixels scaled to [0, 1] with a sigmoid
+output; and, each a command-line option, the same lambda (0.08) for every
+penalty (--strength), early-stopping patience 3 (--patience), TdV with d = 10
+(--tdv-dim; the number of classes, as CIFAR-10 has no known true dimension).
 """
 
 import dataclasses
@@ -68,6 +68,13 @@ class Config:
     sweep: bool = False
     sweep_strengths: tuple = sweep_strengths()
     seed: int = 0
+
+
+# Options that only choose which runs there are, never change one: a Table 1
+# run depends on its row and seed index (its id), a sweep run on its penalty
+# and strength (its id), and both on the other options alone; `strength`
+# is not among these, since Table 1 run ids do not hold it.
+ADDS_RUNS = ("seeds", "rows", "sweep", "sweep_strengths")
 
 
 def load_splits(config):
@@ -221,7 +228,14 @@ def report(exp, results, config, seconds):
     return text
 
 
-def run(config, out):
-    """Runs (or resumes) Table 1 (and the sweep) and writes figures and summary."""
+def run(config, out, *, restart=False):
+    """Runs (or resumes, or extends) Table 1 (and the sweep); writes figures and summary.
+
+    The data is loaded after the options are checked against the results
+    already in ``<out>/cifar10`` and before anything is written. `restart`
+    deletes those results first; without it, results made with options that
+    differ other than in `ADDS_RUNS` raise `runner.OptionsMismatchError`.
+    """
     return runner.run_sweep("cifar10", config, out, plan=plan, run_one=run_one,
-                            report=report, splits=load_splits(config))
+                            report=report, adds_runs=ADDS_RUNS, restart=restart,
+                            prepare=lambda c: {"splits": load_splits(c)})

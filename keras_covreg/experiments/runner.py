@@ -7,9 +7,15 @@ Layout of ``<out>/<experiment>/``::
     figures/*.png          the paper's figures, with our numbers
     summary.md             our numbers beside the paper's
     tensorboard/<run_id>/  CovarianceMonitor event files (where a run has them)
+    config.json            the options of the latest invocation
 
 A sweep that is interrupted and started again with the same options skips
-every run whose JSON exists, so it picks up where it stopped.
+every run whose JSON exists, so it picks up where it stopped. A run is reused
+only when every option that can change its result matches ``config.json``:
+the options an experiment lists as only adding runs (more seeds, more
+strengths) may differ, and then extend the sweep; any other difference is
+refused with `OptionsMismatchError` before anything is written, unless
+``restart=True`` deletes the old results first.
 """
 
 import csv
@@ -18,6 +24,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 
@@ -57,24 +64,119 @@ def _jsonable(value):
     return value
 
 
+class OptionsMismatchError(ValueError):
+    """The output directory holds runs made with options that change results."""
+
+
+# What an experiment directory holds; `restart` deletes exactly these.
+OUTPUTS = ("runs", "figures", "tensorboard", "results.csv", "summary.md", "config.json")
+_MISSING = "(not recorded)"
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def differing_options(old, new, *, adds_runs=()):
+    """The options of `new` that differ from `old` and change a run's result.
+
+    Args:
+        old: the options saved in ``config.json`` (JSON values).
+        new: the options of this invocation (JSON values).
+        adds_runs: names of the options that only select which runs there
+            are; they may differ.
+
+    Returns:
+        ``[(name, old value, new value), ...]``, sorted by name.
+
+    Example:
+        >>> differing_options({"seeds": 2, "strength": 0.2},
+        ...                   {"seeds": 5, "strength": 0.5}, adds_runs=("seeds",))
+        [('strength', 0.2, 0.5)]
+    """
+    return [(name, old.get(name, _MISSING), value) for name, value in sorted(new.items())
+            if name not in adds_runs and old.get(name, _MISSING) != value]
+
+
+def check_options(root, options, *, adds_runs=()):
+    """Raises unless the runs in `root` may be reused under `options`.
+
+    Args:
+        root: an experiment directory, ``<out>/<name>``.
+        options: the options of this invocation (JSON values).
+        adds_runs: names of the options that may differ (see
+            `differing_options`).
+
+    Raises:
+        OptionsMismatchError: naming each option that differs, with the value
+            the old runs were made with and the new one, and how to proceed.
+    """
+    how = ("Choose another output directory (--out), or --restart (restart=True) to "
+           "delete them and start over.")
+    path = os.path.join(root, "config.json")
+    if not os.path.exists(path):
+        runs = os.path.join(root, "runs")
+        if os.path.isdir(runs) and any(n.endswith(".json") for n in os.listdir(runs)):
+            raise OptionsMismatchError(
+                f"{root} holds runs but no config.json to check their options against. "
+                f"Copy the config.json of the invocation that made them beside them. {how} "
+                f"Received: out={os.path.dirname(root)!r}")
+        return
+    with open(path) as f:
+        old = json.load(f)
+    differences = differing_options(old, options, adds_runs=adds_runs)
+    if differences:
+        listed = "; ".join(f"{_flag(name)}: {before!r} there, {after!r} now"
+                           for name, before, after in differences)
+        may = f" ({', '.join(_flag(n) for n in adds_runs)} may differ: they only add runs)" \
+            if adds_runs else ""
+        raise OptionsMismatchError(
+            f"{root} holds runs made with other options, which change their results: "
+            f"{listed}. A run is reused only when every such option matches{may}. {how} "
+            f"Received: " + ", ".join(f"{name}={after!r}" for name, _, after in differences))
+
+
+def clear(root):
+    """Deletes an experiment's results (`OUTPUTS`) from `root`, nothing else."""
+    for name in OUTPUTS:
+        path = os.path.join(root, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 class Experiment:
     """The output directory of one experiment, and its finished runs.
 
     Args:
         out: the output root (``--out``).
         name: the experiment's name, a subdirectory of `out`.
-        config: the options of this invocation, saved in ``config.json``.
+        config: the options of this invocation (a dict), saved in
+            ``config.json``.
+        adds_runs: names of the options that only add runs: they may differ
+            from those of the runs already there.
+        restart: delete the results already there first.
+
+    Raises:
+        OptionsMismatchError: if the directory holds runs made with options
+            that change results (see `check_options`); nothing is written then.
     """
 
-    def __init__(self, out, name, config):
+    def __init__(self, out, name, config, *, adds_runs=(), restart=False):
         self.root = os.path.join(os.fspath(out), name)
         self.runs_dir = os.path.join(self.root, "runs")
         self.figures_dir = os.path.join(self.root, "figures")
+        config = _jsonable(config)
+        if restart:
+            clear(self.root)
+        else:
+            check_options(self.root, config, adds_runs=adds_runs)
         os.makedirs(self.runs_dir, exist_ok=True)
         os.makedirs(self.figures_dir, exist_ok=True)
         write_atomic(
             os.path.join(self.root, "config.json"),
-            json.dumps(_jsonable(config), indent=2, sort_keys=True),
+            json.dumps(config, indent=2, sort_keys=True),
         )
 
     def run_path(self, run_id):
@@ -145,26 +247,50 @@ class Experiment:
         return results
 
 
-def run_sweep(name, config, out, *, plan, run_one, report, **context):
-    """Runs (or resumes) every run of an experiment, then writes its report.
+def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart=False,
+              prepare=None, **context):
+    """Runs (or resumes, or extends) every run of an experiment, then reports.
 
     Args:
         name: the experiment's name (its subdirectory of `out`).
         config: the experiment's options, a dataclass.
         out: the output root.
-        plan: ``plan(config)`` -> [(run_id, kwargs), ...].
+        plan: ``plan(config)`` -> [(run_id, kwargs), ...]; a run's id must
+            name every kwarg that changes its result.
         run_one: ``run_one(run_id=, exp=, config=, **context, **kwargs)`` ->
             the result dict of one run.
         report: ``report(exp, results, config, seconds)`` -> summary text.
+        adds_runs: names of the options that only change which runs `plan`
+            returns, never the result of a run: they may differ from those
+            of the runs already in the directory.
+        restart: delete the results already in the directory first.
+        prepare: optional ``prepare(config)`` -> a dict added to `context`,
+            called after the options are checked and before anything is
+            written (e.g. to load data).
         **context: passed to every `run_one` (e.g. data loaded once).
 
     Returns:
         ``(experiment, summary text)``.
+
+    Raises:
+        OptionsMismatchError: see `check_options`.
+        ValueError: if two runs of the plan share an id.
     """
     start = time.perf_counter()
-    exp = Experiment(out, name, dataclasses.asdict(config))
+    runs = plan(config)
+    ids = [run_id for run_id, _ in runs]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"Two runs of the plan share an id: {', '.join(repeated)}. "
+                         f"Received: config={config!r}")
+    options = _jsonable(dataclasses.asdict(config))
+    if not restart:
+        check_options(os.path.join(os.fspath(out), name), options, adds_runs=adds_runs)
+    if prepare is not None:
+        context.update(prepare(config))
+    exp = Experiment(out, name, options, adds_runs=adds_runs, restart=restart)
     results = exp.sweep(
-        plan(config),
+        runs,
         lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config, **context, **kw),
         desc=name,
     )

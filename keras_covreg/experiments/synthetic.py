@@ -53,6 +53,13 @@ class Config:
     monitor_every: int = 100
 
 
+# Options that only choose which runs there are, never change one: a run
+# depends on its projection index, penalty and strength (all in its id) and the
+# other options alone. The lambda = 0 run takes no penalty, whatever
+# `regularizers` holds.
+ADDS_RUNS = ("projections", "strengths", "regularizers")
+
+
 def run_one(*, run_id, exp, config, projection, regularizer, strength):
     """Trains one autoencoder; returns its metrics and loss curve."""
     x, _ = data.projected_sources(
@@ -116,8 +123,7 @@ def plan(config):
             names = config.regularizers if strength > 0 else ("none",)
             for name in names:
                 run_id = f"p{projection:02d}_{name}_{strength:.6g}"
-                runs.append((run_id, {"projection": projection,
-                                      "regularizer": config.regularizers[0] if name == "none" else name,
+                runs.append((run_id, {"projection": projection, "regularizer": name,
                                       "strength": strength}))
     return runs
 
@@ -200,7 +206,12 @@ def report(exp, results, config, seconds):
     return text
 
 
-def run(config, out):
-    """Runs (or resumes) the whole sweep and writes figures and summary."""
+def run(config, out, *, restart=False):
+    """Runs (or resumes, or extends) the whole sweep and writes figures and summary.
+
+    `restart` deletes the results already in ``<out>/synthetic`` first;
+    without it, results made with options that differ other than in
+    `ADDS_RUNS` raise `runner.OptionsMismatchError`.
+    """
     return runner.run_sweep("synthetic", config, out, plan=plan, run_one=run_one,
-                            report=report)
+                            report=report, adds_runs=ADDS_RUNS, restart=restart)

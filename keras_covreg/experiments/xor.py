@@ -8,13 +8,15 @@ layer 2 stay active (Figure 4), and that without it all units do (Figure 5).
 Choices where the paper is silent (each a command-line option): Adam with
 learning rate 0.01, binary cross-entropy, batches of the four patterns (a
 covariance needs more than one sample), training in chunks of 1,000 steps
-until all four patterns are classified correctly and the loss changed by less
-than 0.1% over the last chunk (at most 50 chunks). A unit is *active* when its
-variance over the four patterns is at least 1% of the largest unit variance in
-its layer. The threshold is relative because L_Sigma is not scale-invariant:
-it shrinks every variance, and the next layer's weights can undo the scaling,
-so an absolute threshold would call a layer that still carries the signal
-"inactive".
+(--steps-per-chunk) until the run has converged: all four patterns are
+classified correctly and the loss changed over the last chunk by at most 1%
+of its previous value (--tolerance) or by at most 1e-05 (--abs-tolerance);
+a run that has not converged after 30 chunks (--max-chunks) stops there. A
+unit is *active* when its variance over the four patterns is at least 1% of
+the largest unit variance in its layer (--active-fraction). The threshold is
+relative because L_Sigma is not scale-invariant: it shrinks every variance,
+and the next layer's weights can undo the scaling, so an absolute threshold
+would call a layer that still carries the signal "inactive".
 """
 
 import dataclasses
@@ -46,6 +48,12 @@ class Config:
     abs_tolerance: float = 1e-5
     active_fraction: float = 0.01
     seed: int = 0
+
+
+# Options that only choose which runs there are, never change one: a run
+# depends on its own seed index and the other options alone, so more (or
+# fewer) seeds extend (or report part of) the runs already in a directory.
+ADDS_RUNS = ("seeds",)
 
 
 def run_one(*, run_id, exp, config, seed, regularized):
@@ -141,6 +149,12 @@ def report(exp, results, config, seconds):
     return text
 
 
-def run(config, out):
-    """Runs (or resumes) every seed and writes figures and summary."""
-    return runner.run_sweep("xor", config, out, plan=plan, run_one=run_one, report=report)
+def run(config, out, *, restart=False):
+    """Runs (or resumes, or extends) every seed and writes figures and summary.
+
+    `restart` deletes the results already in ``<out>/xor`` first; without it,
+    results made with options that differ other than in `ADDS_RUNS` raise
+    `runner.OptionsMismatchError`.
+    """
+    return runner.run_sweep("xor", config, out, plan=plan, run_one=run_one, report=report,
+                            adds_runs=ADDS_RUNS, restart=restart)
