@@ -7,86 +7,320 @@
 
 Each experiment writes into ``<out>/<experiment>/``: a JSON per run, a CSV,
 PNG figures, a markdown summary beside the paper's numbers, and TensorBoard
-logs. Running the same command again resumes an interrupted sweep.
+logs. Running the same command again resumes an interrupted sweep; more
+``--seeds`` (and the other options that only add runs) extend a finished one.
+Any other option that differs from the runs already there is refused: choose
+another ``--out``, or ``--restart`` to delete them and start over.
+
+Every option is checked when the command line is parsed, before any file is
+written or any model built; the rule of each is in `OPTIONS`.
 """
 
 import argparse
 import dataclasses
+import importlib
+import inspect
+import math
+import os
 import sys
 
-HELP = {
+from keras_covreg.experiments import data, models
+
+EXPERIMENTS = {
+    "synthetic": "Section 3.2: random projections of 4 sources (Figures 2, 3)",
+    "xor": "Section 3.3: the XOR network (Figures 4, 5)",
+    "cifar10": "Section 3.4: conv autoencoder on CIFAR-10 (Table 1, Figure 6)",
+}
+DEMO = "train a linear autoencoder with and without L_Sigma (~1 min)"
+
+# Run k of base seed s is seeded with s * 1000 + k (every experiment's
+# run_one), and NumPy's global seed must stay below 2**32.
+SEED_STRIDE = 1000
+MAX_NUMPY_SEED = 2**32 - 1
+MAX_BASE_SEED = MAX_NUMPY_SEED // SEED_STRIDE - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The values an option accepts.
+
+    Attributes:
+        what: the accepted values in words, e.g. "an integer >= 1".
+        parse: ``parse(text)`` -> the value; raises `ValueError` if `text`
+            does not parse.
+        accepts: ``accepts(value)`` -> whether the parsed value is allowed.
+    """
+
+    what: str
+    parse: object = str
+    accepts: object = lambda value: True
+
+
+def integer(low, high=None):
+    """Integers in [low, high] (no upper bound when `high` is None)."""
+    what = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    return Rule(what, int, lambda v: low <= v and (high is None or v <= high))
+
+
+def real(low, high=None, *, open_low=False):
+    """Finite numbers >= `low` (> `low` when `open_low`), and <= `high`."""
+    if high is not None:
+        what = f"a number in {'(' if open_low else '['}{low:g}, {high:g}]"
+    else:
+        what = f"a finite number {'>' if open_low else '>='} {low:g}"
+    return Rule(what, float, lambda v: math.isfinite(v) and (v > low if open_low else v >= low)
+                and (high is None or v <= high))
+
+
+def choice(names):
+    """One of `names`."""
+    return Rule(f"one of {', '.join(names)}", str, lambda v: v in names)
+
+
+def cifar10_directory():
+    """A directory holding the CIFAR-10 python-version batches."""
+    return Rule(
+        f"a directory holding {', '.join(data.CIFAR10_FILES)}", str,
+        lambda v: all(os.path.isfile(os.path.join(v, f)) for f in data.CIFAR10_FILES),
+    )
+
+
+def output_root():
+    """A directory, or a path where one can be made."""
+    return Rule("a directory, or a path where one can be made", str,
+                lambda v: v != "" and (os.path.isdir(v) or not os.path.exists(v)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One command-line option: what it does and which values it takes.
+
+    Attributes:
+        help: what the option does; the default is added to it.
+        rule: the `Rule` of each value; None for an on/off flag, and for the
+            options that name penalties (`PENALTY_OPTIONS`), whose values are
+            the keys of the experiment module's REGULARIZERS.
+        distinct: for an option of several values, ``key(value)``: no two
+            values may share a key. None if values may repeat.
+        omitted: for an option without a default, what happens without it.
+    """
+
+    help: str
+    rule: Rule = None
+    distinct: object = None
+    omitted: str = None
+
+
+SEED = Option(f"base seed: run k is seeded with seed * {SEED_STRIDE} + k",
+              integer(0, MAX_BASE_SEED))
+RUN_SEEDS = integer(1, SEED_STRIDE)
+# Run ids hold a strength with 6 (synthetic) or 4 (cifar10 sweep) significant
+# digits: two strengths may not share one.
+SIX_DIGITS = "{:.6g}".format
+FOUR_DIGITS = "{:.4g}".format
+SAME = str
+
+# The options of every subcommand, one entry per field of its Config (and per
+# keyword argument of demo.run_demo): the single place that says what each
+# option does and which values it takes.
+OPTIONS = {
+    "demo": {
+        "strength": Option("lambda of L_Sigma on the code", real(0)),
+        "epochs": Option("epochs of each of the two trainings", integer(1)),
+        "n_samples": Option("samples of the 4 sources (a covariance needs 2)", integer(2)),
+        "seed": Option("seed of the data and of both initializations",
+                       integer(0, MAX_NUMPY_SEED)),
+    },
     "synthetic": {
-        "n_samples": "samples of the 4 sources (paper: 10000)",
-        "source_stds": "standard deviations of the independent sources (paper: not given)",
-        "input_dim": "dimension of the random projection (paper: not given)",
-        "code_units": "units of the linear code (paper: 10)",
-        "projections": "random projections averaged per point (paper: 10)",
-        "strengths": "lambda values (paper: 0 and 8 log-spaced in [0.001, 1])",
-        "regularizers": "penalties compared: l_sigma, l1",
-        "epochs": "passes over the data per run (paper: 10000)",
-        "batch_size": "batch size (paper: not given)",
-        "learning_rate": "initial Adam learning rate, cosine-decayed to 1%%",
-        "seed": "base seed: fixes data, projections and initializations",
-        "passes_per_fit_epoch": "passes over the data per Keras epoch (speed only)",
-        "monitor_every": "passes between CovarianceMonitor measurements",
+        "n_samples": Option("samples of the sources (paper: 10000; a covariance needs 2)",
+                            integer(2)),
+        "source_stds": Option("standard deviations of the independent sources, one per "
+                              "source (paper: not given)", real(0, open_low=True)),
+        "input_dim": Option("dimension of the random projection, at least the number of "
+                            "sources (paper: not given)", integer(1)),
+        "code_units": Option("units of the linear code, at least the number of sources "
+                             "(paper: 10)", integer(1)),
+        "projections": Option("random projections averaged per point (paper: 10)", RUN_SEEDS),
+        "strengths": Option("lambda values, distinct to 6 significant digits; 0 trains "
+                            "without a penalty (paper: 0 and 8 log-spaced in [0.001, 1])",
+                            real(0), SIX_DIGITS),
+        "regularizers": Option("penalties compared, each at every strength above 0", None,
+                               SAME),
+        "epochs": Option("passes over the data per run (paper: 10000), rounded up to a "
+                         "multiple of --passes-per-fit-epoch", integer(1)),
+        "batch_size": Option("batch size (paper: not given)", integer(1)),
+        "learning_rate": Option("initial Adam learning rate, cosine-decayed to 1%% "
+                                "(paper: not given)", real(0, open_low=True)),
+        "seed": SEED,
+        "passes_per_fit_epoch": Option(
+            "passes over the data per Keras epoch: more is faster; the shuffled order of "
+            "the batches, and so the numbers, change with it", integer(1)),
+        "monitor_every": Option("passes between CovarianceMonitor measurements, rounded "
+                                "down to a multiple of --passes-per-fit-epoch", integer(1)),
     },
     "xor": {
-        "seeds": "initializations per setting (with and without L_Sigma)",
-        "strength": "lambda of L_Sigma on both hidden layers (paper: 0.2)",
-        "learning_rate": "Adam learning rate (paper: not given)",
-        "steps_per_chunk": "training steps between convergence checks",
-        "max_chunks": "most chunks before giving up on convergence",
-        "tolerance": "relative loss change per chunk that counts as converged",
-        "abs_tolerance": "absolute loss change per chunk that counts as converged",
-        "active_fraction": "a unit is active if its variance is at least this "
-                           "fraction of its layer's largest",
-        "seed": "base seed",
+        "seeds": Option("initializations per setting (with and without L_Sigma)", RUN_SEEDS),
+        "strength": Option("lambda of L_Sigma on both hidden layers (paper: 0.2)", real(0)),
+        "learning_rate": Option("Adam learning rate (paper: not given)",
+                                real(0, open_low=True)),
+        "steps_per_chunk": Option("training steps between convergence checks", integer(1)),
+        "max_chunks": Option("most chunks before giving up on convergence", integer(1)),
+        "tolerance": Option("a solved run has converged when the loss changed over a "
+                            "chunk by at most this fraction of its value, or by at most "
+                            "--abs-tolerance", real(0)),
+        "abs_tolerance": Option("a solved run has converged when the loss changed over a "
+                                "chunk by at most this much, or by at most --tolerance of "
+                                "its value", real(0)),
+        "active_fraction": Option("a unit is active if its variance is at least this "
+                                  "fraction of its layer's largest", real(0, 1, open_low=True)),
+        "seed": SEED,
     },
     "cifar10": {
-        "data_dir": "directory in the CIFAR-10 python-version layout; default: "
-                    "keras.datasets.cifar10.load_data() (downloads)",
-        "seeds": "initializations per row (paper: 5)",
-        "rows": "penalties, one Table 1 row each: l_sigma, l1, none, decov",
-        "strength": "lambda of every penalty (paper: 0.08 for L_Sigma)",
-        "train_samples": "training images (paper: 45000)",
-        "val_samples": "validation images held out of the training set (paper: 5000)",
-        "test_samples": "test images (paper: 10000)",
-        "max_epochs": "most epochs; early stopping usually ends sooner",
-        "patience": "epochs without a better validation MSE before stopping",
-        "batch_size": "batch size (paper: 100)",
-        "learning_rate": "Adam learning rate (paper: 0.001)",
-        "tdv_dim": "d of TdV (CIFAR-10 has no known true dimension)",
-        "sweep": "also run Figure 6's lambda sweep (22 runs, seed 0)",
-        "images": "write covariance heatmaps and spectra to TensorBoard every epoch",
-        "sweep_strengths": "lambda values of the sweep (default 0.01 * 2^k, k=0..10)",
-        "seed": "base seed",
+        "data_dir": Option(
+            "CIFAR-10 in the python-version layout", cifar10_directory(),
+            omitted="keras.datasets.cifar10.load_data(), which reads Keras's copy in "
+            "$KERAS_HOME/datasets (~/.keras/datasets if KERAS_HOME is unset) and "
+            "downloads it there (170 MB) when it is missing; offline without that copy, "
+            "Keras's download fails ('URL fetch failure') before anything is written"),
+        "seeds": Option("initializations per Table 1 row (paper: 5); 0 runs the sweep "
+                        "alone (needs --sweep)", integer(0, SEED_STRIDE)),
+        "rows": Option("penalties, one Table 1 row each", None, SAME),
+        "strength": Option("lambda of every penalty of Table 1 (paper: 0.08 for L_Sigma)",
+                           real(0)),
+        "train_samples": Option("training images, the first of the training set "
+                                "(paper: 45000)", integer(1)),
+        "val_samples": Option("validation images, the last of the training set "
+                              "(paper: 5000; a covariance needs 2)", integer(2)),
+        "test_samples": Option("test images, the first of the test set (paper: 10000; a "
+                               "covariance needs 2)", integer(2)),
+        "max_epochs": Option("most epochs; early stopping usually ends sooner", integer(1)),
+        "patience": Option("epochs without a better validation MSE before stopping",
+                           integer(0)),
+        "batch_size": Option("batch size (paper: 100)", integer(1)),
+        "learning_rate": Option("Adam learning rate (paper: 0.001)", real(0, open_low=True)),
+        "tdv_dim": Option("d of TdV (CIFAR-10 has no known true dimension)",
+                          integer(1, models.CONV_CODE_UNITS)),
+        "images": Option("write covariance heatmaps and spectra to TensorBoard every epoch"),
+        "sweep": Option("also run Figure 6's lambda sweep: L_Sigma and L1 at every "
+                        "--sweep-strengths value, seed 0"),
+        "sweep_strengths": Option("lambda values of the sweep (Figure 6: 0.01 * 2^k for "
+                                  "k = 0..10), distinct to 4 significant digits", real(0),
+                                  FOUR_DIGITS),
+        "seed": SEED,
     },
 }
-
 
 # Options that name penalties: their values are the keys of the experiment
 # module's REGULARIZERS.
 PENALTY_OPTIONS = ("regularizers", "rows")
 
 
-def _add_config_arguments(parser, module, helps):
-    for field in dataclasses.fields(module.Config):
-        default = field.default
-        flag = "--" + field.name.replace("_", "-")
-        text = helps.get(field.name, "")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                default=default, help=text)
-        elif isinstance(default, tuple):
-            kind = type(default[0]) if default else str
-            shown = " ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in default)
-            parser.add_argument(flag, type=kind, nargs="+", default=default,
-                                choices=tuple(module.REGULARIZERS)
-                                if field.name in PENALTY_OPTIONS else None,
-                                help=f"{text} (default: {shown})")
+def _checked_type(name, rule):
+    """The argparse `type` of option `name`: parses one value, checks its rule."""
+
+    def parse(text):
+        try:
+            value = rule.parse(text)
+        except ValueError:
+            value = text
         else:
-            parser.add_argument(flag, type=type(default) if default is not None else str,
-                                default=default, help=f"{text} (default: {default})")
+            if rule.accepts(value):
+                return value
+        raise argparse.ArgumentTypeError(f"must be {rule.what}. Received: {name}={value!r}")
+
+    return parse
+
+
+class _Several(argparse.Action):
+    """Stores an option's values as a tuple; with a `key`, refuses repeated ones."""
+
+    def __init__(self, *args, key=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key = key
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        keys = [self.key(v) for v in values] if self.key else []
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise argparse.ArgumentError(
+                self, f"each value may appear once; repeated: {', '.join(repeated)}. "
+                f"Received: {self.dest}={tuple(values)!r}")
+        setattr(namespace, self.dest, tuple(values))
+
+
+def _shown(default):
+    """`default` as it would be typed on the command line."""
+    if isinstance(default, (tuple, list)):
+        return " ".join(str(v) for v in default)
+    return str(default)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written; adds each option's real default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("%(default)" in text or not action.option_strings
+                or action.default in (None, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: {_shown(action.default)})"
+
+
+def _defaults(command):
+    """{option: default} of `command`: its Config fields, or run_demo's keywords."""
+    if command == "demo":
+        from keras_covreg.experiments.demo import run_demo
+
+        return {name: p.default for name, p in inspect.signature(run_demo).parameters.items()
+                if name != "out"}
+    module = importlib.import_module(f"keras_covreg.experiments.{command}")
+    return {field.name: field.default for field in dataclasses.fields(module.Config)}
+
+
+def _add_option(parser, name, default, option, choices=None):
+    flag = "--" + name.replace("_", "-")
+    if option.rule is None and choices is None:  # an on/off flag
+        parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                            help=option.help)
+        return
+    rule = option.rule or choice(tuple(choices))
+    several = isinstance(default, tuple)
+    text = f"{option.help}; {'each ' if several else ''}{rule.what}"
+    if option.omitted:
+        text += f". If omitted: {option.omitted}"
+    kwargs = {"type": _checked_type(name, rule), "default": default, "help": text}
+    if several:
+        kwargs.update(nargs="+", action=_Several, key=option.distinct)
+    if choices is not None:
+        kwargs["metavar"] = "{" + ",".join(choices) + "}"
+    parser.add_argument(flag, **kwargs)
+
+
+def _add_options(parser, command):
+    module = None
+    if command != "demo":
+        module = importlib.import_module(f"keras_covreg.experiments.{command}")
+    for name, default in _defaults(command).items():
+        choices = tuple(module.REGULARIZERS) if name in PENALTY_OPTIONS else None
+        _add_option(parser, name, default, OPTIONS[command][name], choices)
+
+
+def _cross_option_errors(command, args):
+    """Constraints between options that no single option's rule can check."""
+    errors = []
+    if command == "synthetic":
+        d = len(args.source_stds)
+        for name in ("input_dim", "code_units"):
+            if getattr(args, name) < d:
+                flag = "--" + name.replace("_", "-")
+                errors.append(
+                    f"argument {flag}: must be at least the number of sources "
+                    f"(--source-stds), {d}. Received: {name}={getattr(args, name)}, "
+                    f"source_stds={args.source_stds!r}")
+    if command == "cifar10" and args.seeds == 0 and not args.sweep:
+        errors.append("argument --seeds: 0 runs no Table 1 row; give --seeds >= 1, or "
+                      "--sweep to run the sweep alone. Received: seeds=0, sweep=False")
+    return errors
 
 
 def _config(config_cls, args):
@@ -99,10 +333,9 @@ def _config(config_cls, args):
 
 def _experiment(module_name):
     def run(args):
-        import importlib
-
         module = importlib.import_module(f"keras_covreg.experiments.{module_name}")
-        exp, summary = module.run(_config(module.Config, args), args.out)
+        exp, summary = module.run(_config(module.Config, args), args.out,
+                                  restart=args.restart)
         print(summary)
         print(f"Results in {exp.root}")
 
@@ -112,43 +345,48 @@ def _experiment(module_name):
 def _demo(args):
     from keras_covreg.experiments.demo import run_demo
 
-    run_demo(strength=args.strength, epochs=args.epochs, seed=args.seed)
+    run_demo(**{name: getattr(args, name) for name in OPTIONS["demo"]})
 
 
 def build_parser():
-    import importlib
-
+    """The ``keras-covreg`` parser, with a subparser per command."""
     parser = argparse.ArgumentParser(
-        prog="keras-covreg",
+        prog="keras-covreg", formatter_class=HelpFormatter,
         description="Experiments of 'Disentangled activations in deep networks' "
         "(Kagebaeck & Mogren) with keras_covreg.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo", help="train a linear autoencoder with and without L_Sigma (~1 min)"
-    )
-    demo.add_argument("--strength", type=float, default=0.3, help="lambda (default 0.3)")
-    demo.add_argument("--epochs", type=int, default=50, help="epochs (default 50)")
-    demo.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    demo.set_defaults(func=_demo)
-    summaries = {
-        "synthetic": "Section 3.2: random projections of 4 sources (Figures 2, 3)",
-        "xor": "Section 3.3: the XOR network (Figures 4, 5)",
-        "cifar10": "Section 3.4: conv autoencoder on CIFAR-10 (Table 1, Figure 6)",
-    }
-    for name, summary in summaries.items():
+    demo = sub.add_parser("demo", help=DEMO, description=DEMO, formatter_class=HelpFormatter)
+    _add_options(demo, "demo")
+    demo.set_defaults(func=_demo, parser=demo)
+    for name, summary in EXPERIMENTS.items():
         module = importlib.import_module(f"keras_covreg.experiments.{name}")
         p = sub.add_parser(name, help=summary, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--out", default="runs", help="output directory (default: runs)")
-        _add_config_arguments(p, module, HELP[name])
-        p.set_defaults(func=_experiment(name))
+                           formatter_class=HelpFormatter)
+        p.add_argument("--out", type=_checked_type("out", output_root()), default="runs",
+                       help=f"output root: results go to <out>/{name}/")
+        p.add_argument(
+            "--restart", action="store_true",
+            help=f"delete the runs, figures, summary and logs already in <out>/{name}/ and "
+            "start over; without it, runs made with other options are refused",
+        )
+        _add_options(p, name)
+        p.set_defaults(func=_experiment(name), parser=p)
     return parser
 
 
 def main(argv=None):
+    """Parses `argv`, checks every option, then runs the command.
+
+    Returns:
+        0; a bad option, or options that do not match the runs already in the
+        output directory, exit with status 2 and a usage error instead.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    errors = _cross_option_errors(args.command, args)
+    if errors:
+        args.parser.error("\n".join(errors))
     try:
         args.func(args)
     except (ValueError, TypeError) as e:
