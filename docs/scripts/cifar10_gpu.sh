@@ -6,8 +6,10 @@
 #
 #   docs/scripts/cifar10_gpu.sh DATA_DIR OUT SECONDS [cifar10 options...]
 #
-# Then merge OUT/*/cifar10/runs/*.json into one directory and run
-# `keras-covreg cifar10` there with the same options to write the summary.
+# Then merge OUT/*/cifar10/runs/*.json into one directory, copy one
+# OUT/*/cifar10/config.json beside them (they differ only in --rows, which only
+# adds runs), and run `keras-covreg cifar10` there with the same options to
+# write the summary.
 set -u
 data_dir=$1 out=$2 seconds=$3
 shift 3
