@@ -79,7 +79,8 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
             TypeError: if `x` is not of a floating dtype.
         """
         h, weights = self._observations(x, mask)
-        value = ops.multiply(self._penalty(h, weights), ops.cast(self.strength, h.dtype))
+        value = ops.multiply(
+            self._penalty(h, weights), ops.convert_to_tensor(self.strength, dtype=h.dtype))
         return ops.cast(value, keras.config.floatx())
 
     def _observations(self, x, mask=None):
@@ -172,9 +173,11 @@ def _centered(h, weights):
     With weights, masked rows are zero after centering and N counts the
     unmasked rows only.
     """
+    # Sums divided by counts rather than ops.mean, which on the torch backend
+    # (Keras 3.15) loses float64 precision (errors of 1e-9 on unit data).
     if weights is None:
         n = ops.cast(ops.shape(h)[0], h.dtype)
-        return h - ops.mean(h, axis=0, keepdims=True), n
+        return h - ops.sum(h, axis=0, keepdims=True) / n, n
     n = ops.sum(weights)
     column = ops.expand_dims(weights, -1)
     mean = ops.sum(h * column, axis=0, keepdims=True) / ops.maximum(n, 1.0)
@@ -366,8 +369,11 @@ class ActivityL1Regularizer(_ActivityRegularizer):
         super().__init__(strength)
 
     def _penalty(self, h, weights):
+        # Sums over counts, not ops.mean: see _centered.
         if weights is None:
-            return ops.mean(ops.abs(h))
+            total = ops.sum(ops.abs(h))
+            count = ops.cast(ops.shape(h)[0], h.dtype) * ops.cast(_dim(h, -1), h.dtype)
+            return total / count
         total = ops.sum(ops.abs(h) * ops.expand_dims(weights, -1))
         count = ops.sum(weights) * ops.cast(_dim(h, -1), h.dtype)
         return total / ops.maximum(count, 1.0)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -263,3 +264,178 @@ def test_import_needs_neither_matplotlib_nor_tensorflow_of_its_own():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith(keras_covreg.__version__)
+
+
+# -- Every floatx and dtype policy (issue: float64 broke `fit` on TensorFlow) --
+
+
+@pytest.fixture
+def floatx64():
+    """As after ``keras.config.set_floatx("float64")`` at a program's start.
+
+    Keras derives the default dtype policy from floatx once and keeps it, so
+    inside a test session the policy has to follow by hand.
+    """
+    policy = keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        yield
+    finally:
+        keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy(policy)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_floatx_float64_trains_and_adds_the_float64_reference(cls, floatx64):
+    x = batch(16, 5).astype("float64")
+    model = dense_model(cls(0.3))
+    history = model.fit(x, x, batch_size=8, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    code = model.get_layer("code")
+    h = code(x)
+    expected = 0.3 * REFERENCES[cls](backend_utils.to_numpy(h))
+    penalty = cls(0.3).penalty(h)
+    if keras.backend.standardize_dtype(h.dtype) == "float64":  # JAX needs x64
+        # Returned in floatx and computed in float64: far closer than
+        # float32 round-off (1e-7). Keras's torch matmul loses float64
+        # precision on the CPU (errors of 1e-7 on unit data, Keras 3.15).
+        assert keras.backend.standardize_dtype(penalty.dtype) == "float64"
+        rtol = 1e-6 if backend_utils.BACKEND == "torch" else 1e-11
+        np.testing.assert_allclose(backend_utils.to_numpy(penalty), expected, rtol=rtol)
+    # What Keras records may be float32 even so: on torch, Keras's own
+    # divide_no_nan returns float32 (Keras's L1 gives float32 there too).
+    recorded = code.losses[0]
+    exact = keras.backend.standardize_dtype(recorded.dtype) == "float64"
+    exact = exact and backend_utils.BACKEND != "torch"
+    np.testing.assert_allclose(backend_utils.to_numpy(recorded), expected,
+                               rtol=1e-11 if exact else 1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("cls", ALL)
+def test_mixed_precision_adds_the_reference_of_the_low_precision_activations(policy, cls):
+    keras.config.set_dtype_policy(policy)
+    try:
+        code = keras.layers.Dense(4, activity_regularizer=cls(0.2))
+        h = code(batch(32, 5))
+        recorded = backend_utils.to_numpy(code.losses[0])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    expected = 0.2 * REFERENCES[cls](backend_utils.to_numpy(h).astype("float64"))
+    np.testing.assert_allclose(recorded, expected, rtol=2e-5)
+
+
+# -- Shapes the regularizers meet while Keras traces a model --
+
+
+def model_with_unknown_features(regularizer):
+    """Identity layer on inputs whose feature count Keras does not know."""
+    inputs = keras.Input((None,))
+    hidden = keras.layers.Identity(activity_regularizer=regularizer, name="code")(inputs)
+    mean = keras.layers.Lambda(lambda t: ops.mean(t, axis=-1, keepdims=True))(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(1)(mean))
+    model.compile("sgd", "mse")
+    return model
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_unknown_feature_count_is_read_at_run_time(cls):
+    x = batch(12, 5)
+    model = model_with_unknown_features(cls(0.4))
+    history = model.fit(x, x[:, :1], batch_size=6, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    code = model.get_layer("code")
+    code(x)
+    np.testing.assert_allclose(backend_utils.to_numpy(code.losses[0]),
+                               0.4 * REFERENCES[cls](x), rtol=2e-5)
+
+
+@pytest.mark.parametrize("cls", [CovarianceRegularizer, DeCovRegularizer])
+@pytest.mark.parametrize("mode", ["channels", "flatten"])
+def test_unknown_spatial_size_works_in_both_modes(cls, mode):
+    x = np.random.default_rng(2).normal(size=(6, 5, 4, 3)).astype("float32")
+    inputs = keras.Input((None, None, 3))
+    conv = keras.layers.Conv2D(2, 3, padding="same", name="code",
+                               activity_regularizer=cls(0.1, spatial_mode=mode))(inputs)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(conv))
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((6, 2)), batch_size=3, epochs=1, verbose=0)
+    code = model.get_layer("code")
+    h = backend_utils.to_numpy(code(x))
+    rows = h.reshape(-1, 2) if mode == "channels" else h.reshape(6, -1)
+    # DeCov is a difference of squares: float32 cancellation needs an atol.
+    np.testing.assert_allclose(backend_utils.to_numpy(code.losses[0]),
+                               0.1 * REFERENCES[cls](rows), rtol=2e-5, atol=1e-8)
+
+
+@pytest.mark.skipif(backend_utils.BACKEND != "tensorflow", reason="tf.data specs")
+@pytest.mark.parametrize("cls", ALL)
+def test_tf_data_with_loose_specs(cls):
+    import tensorflow as tf
+
+    x = batch(12, 5)
+
+    def gen():
+        for i in range(0, 12, 4):
+            yield x[i : i + 4], x[i : i + 4, :1]
+
+    dataset = tf.data.Dataset.from_generator(gen, output_signature=(
+        tf.TensorSpec((None, None), tf.float32), tf.TensorSpec((None, None), tf.float32)))
+    history = model_with_unknown_features(cls(0.4)).fit(dataset, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("make", [CovarianceRegularizer, DeCovRegularizer,
+                                  ActivityL1Regularizer, keras_covreg.CovarianceRegularization,
+                                  keras_covreg.DeCovRegularization,
+                                  keras_covreg.ActivityL1Regularization])
+def test_rank_one_activations_are_the_documented_error_everywhere(make):
+    x = ops.convert_to_tensor(np.ones(4, "float32"))
+    form = make(1.0)
+    with pytest.raises(ValueError, match=r"rank >= 2.*Received: x of shape \(4,\)"):
+        form.penalty(x) if hasattr(form, "penalty") else form(x)
+
+
+@pytest.mark.parametrize("make", [CovarianceRegularizer, DeCovRegularizer,
+                                  keras_covreg.CovarianceRegularization,
+                                  keras_covreg.DeCovRegularization])
+def test_channel_axis_outside_the_activations_is_the_documented_error(make):
+    x = ops.convert_to_tensor(np.ones((2, 3, 4), "float32"))
+    form = make(1.0, channel_axis=3)
+    with pytest.raises(ValueError, match=r"rank 3\. Received: channel_axis=3"):
+        form.penalty(x) if hasattr(form, "penalty") else form(x)
+    with pytest.raises(ValueError, match="batch axis.*Received: channel_axis=-3"):
+        make(1.0, channel_axis=-3)(x) if not hasattr(form, "penalty") else \
+            make(1.0, channel_axis=-3).penalty(x)
+
+
+# -- Nothing of the Keras-behaviour probe inside traced code --
+
+
+def test_probe_result_is_a_plain_attribute_read_in_call(monkeypatch):
+    reg = CovarianceRegularizer(1.0)
+
+    def fail():
+        raise AssertionError("the probe ran inside __call__")
+
+    monkeypatch.setattr(_compat, "activity_loss_is_divided_by_batch_size", fail)
+    x = ops.convert_to_tensor(batch(6, 3))
+    expected = float(reg.penalty(x)) * (6 if reg._divided_by_batch_size else 1)
+    assert float(reg(x)) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_jit_compiled_fit_warns_nothing_from_our_code(cls):
+    x = batch(32, 5)
+    keras.utils.set_random_seed(0)
+    model = dense_model(cls(0.05))
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, x, batch_size=8, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    ours = [str(w.message) for w in caught
+            if "keras_covreg" in w.filename or "regularizers.py" in str(w.message)
+            or "lru_cache" in str(w.message)]
+    assert ours == []
