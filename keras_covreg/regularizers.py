@@ -119,11 +119,11 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
         """`mask` as one 0/1 weight per observation of `x` (channels last)."""
         rank = len(x.shape)
         mask_rank = len(mask.shape)
-        if mask_rank == 1 and channels:
-            # Every position of a sample takes the sample's weight.
-            mask = ops.reshape(mask, (-1,) + (1,) * (rank - 2))
-            mask = ops.broadcast_to(mask, ops.shape(x)[:-1])
-        elif not (mask_rank == 1 or (channels and mask_rank == rank - 1)):
+        expected = tuple(x.shape[:1]) if mask_rank == 1 else tuple(x.shape[:-1])
+        fits = mask_rank == 1 or (channels and mask_rank == rank - 1)
+        fits = fits and all(a is None or b is None or a == b
+                            for a, b in zip(tuple(mask.shape), expected))
+        if not fits:
             raise ValueError(
                 f"{type(self).__name__}: `mask` must be of shape (batch_size,) or, "
                 "with spatial_mode='channels', of the activations' shape without "
@@ -131,6 +131,10 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
                 f"for activations of shape {tuple(x.shape)} (channels last, "
                 f"spatial_mode={self.spatial_mode!r})"
             )
+        if mask_rank == 1 and channels:
+            # Every position of a sample takes the sample's weight.
+            mask = ops.reshape(mask, (-1,) + (1,) * (rank - 2))
+            mask = ops.broadcast_to(mask, ops.shape(x)[:-1])
         return ops.reshape(ops.cast(mask, x.dtype), (-1,))
 
     def _penalty(self, h, weights):
