@@ -228,10 +228,12 @@ class CovarianceMonitor(keras.callbacks.Callback):
         self._recorded = None
         adapter = _compat.validation_adapter(self.model)
         if _compat.is_one_shot(adapter):
-            self._recorded = []
-            # Only the inputs are kept, as a 1-tuple batch.
+            # Only the inputs are kept, as 1-tuple batches. The list is bound
+            # here: tf.data's prefetching thread can still append to it after
+            # on_test_end has taken the batches that Keras validated on.
+            record = self._recorded = []
             self._recording = _compat.recording_generator(
-                adapter, lambda batch: self._recorded.append((_inputs_of(batch),))
+                adapter, lambda batch: record.append((_inputs_of(batch),))
             )
             self._recording.__enter__()
 

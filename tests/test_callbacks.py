@@ -401,3 +401,299 @@ def test_tensorboard_server_serves_the_tags(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# -- The monitor follows fit's validation exactly --
+
+
+def encoder_covariance(model, x, layer="code"):
+    h = backend_utils.to_numpy(keras.Model(model.inputs, model.get_layer(layer).output)(x))
+    return metrics.covariance(h)
+
+
+@pytest.mark.parametrize("where", ["validation_freq", "freq"])
+def test_validation_every_other_epoch(tmp_path, where):
+    x, val = data(), data(80, seed=3)
+    model = functional()
+    untrained = encoder_covariance(model, val)
+    fit_freq, monitor_freq = (2, 1) if where == "validation_freq" else (1, 2)
+    monitor = CovarianceMonitor("code", log_dir=tmp_path, freq=monitor_freq)
+    history = model.fit(x, x, epochs=4, verbose=0, validation_data=(val, val),
+                        validation_freq=fit_freq, callbacks=[monitor])
+    assert len(history.history["loss"]) == 4
+    acc = read_events(tmp_path)
+    assert scalar_steps(acc, "code/cvr") == [-1, 1, 3]
+    assert acc.Scalars("code/cvr")[0].value == pytest.approx(
+        metrics.covariance_variance_ratio(untrained, from_covariance=True), rel=1e-5)
+    np.testing.assert_allclose(monitor.covariances["code"], encoder_covariance(model, val),
+                               rtol=1e-4, atol=1e-7)
+
+
+def counting_generator(x, batch_size, counter):
+    """Endless batches of `x`, in order, noting who took each batch.
+
+    Each entry of `counter` is True when the batch was taken with the
+    monitor's own code on the stack (the monitor reading the generator
+    itself); Keras pulling through the monitor's recording tee does not count.
+    """
+    import traceback
+
+    i = 0
+    while True:
+        start = (i * batch_size) % len(x)
+        ours = [f"{frame.filename}:{frame.name}" for frame in traceback.extract_stack()
+                if frame.filename.endswith(os.path.join("keras_covreg", "callbacks.py"))]
+        counter.append(bool(ours))
+        batch = x[start : start + batch_size]
+        yield batch, batch
+        i += 1
+
+
+def test_generator_is_read_no_further_than_keras_reads_it(tmp_path):
+    x, val = data(), data(200, seed=3)
+    pulls = {}
+    for watched in (False, True):
+        counter = []
+        model = functional()
+        callbacks = [CovarianceMonitor("code", log_dir=tmp_path / str(watched))] if watched else []
+        model.fit(x, x, epochs=3, verbose=0, validation_steps=2, callbacks=callbacks,
+                  validation_data=counting_generator(val, 10, counter))
+        pulls[watched] = list(counter)
+    assert not any(pulls[True])  # every batch was taken by Keras itself
+    if backend_utils.BACKEND != "tensorflow":
+        # No prefetching: the very same number of batches. (TensorFlow's
+        # tf.data prefetches a timing-dependent number of extra batches.)
+        assert len(pulls[True]) == len(pulls[False])
+    acc = read_events(tmp_path / "True")
+    assert [e.value for e in acc.Scalars("code/n_samples")] == [20, 20, 20, 20]
+    # Keras validates on the first two batches of its stream each time (it
+    # replays the batches it peeked at to learn the generator's spec).
+    np.testing.assert_allclose(monitor_cov := callbacks[0].covariances["code"],
+                               encoder_covariance(model, val[:20]), rtol=1e-4, atol=1e-7)
+    assert monitor_cov.shape == (4, 4)
+
+
+def dataset_of(x, batch_size):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, x)).batch(batch_size)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    def __init__(self, x, batch_size):
+        super().__init__()
+        self.x, self.batch_size = x, batch_size
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, i):
+        batch = self.x[i * self.batch_size : (i + 1) * self.batch_size]
+        return batch, batch
+
+
+@pytest.mark.parametrize("source", ["arrays", "tf.data", "PyDataset", "validation_split"])
+def test_measures_exactly_the_samples_keras_validates_on(tmp_path, source):
+    if source == "tf.data":
+        pytest.importorskip("tensorflow")
+    x, val = data(), data(70, seed=3)
+    fit_kwargs = {
+        "arrays": {"validation_data": (val, val), "validation_batch_size": 8,
+                   "validation_steps": 3},
+        "tf.data": {"validation_data": dataset_of(val, 10), "validation_steps": 4},
+        "PyDataset": {"validation_data": ArrayBatches(val, 16)},
+        "validation_split": {"validation_split": 0.25},
+    }[source]
+    expected = {"arrays": val[:24], "tf.data": val[:40], "PyDataset": val,
+                "validation_split": x[-60:]}[source]
+    model = functional()
+    monitor = CovarianceMonitor("code", log_dir=tmp_path)
+    history = model.fit(x, x, epochs=2, verbose=0, callbacks=[monitor], **fit_kwargs)
+    assert "val_loss" in history.history
+    assert monitor.results["code"]["n_samples"] == len(expected)
+    np.testing.assert_allclose(monitor.covariances["code"], encoder_covariance(model, expected),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_a_users_own_evaluate_is_not_mistaken_for_validation(tmp_path):
+    x = data()
+
+    class Evaluate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.evaluate(x[:5], x[:5], verbose=0)
+
+    model = functional()
+    monitor = CovarianceMonitor("code", log_dir=tmp_path)
+    with pytest.warns(UserWarning, match="measured nothing"):
+        model.fit(x, x, epochs=2, verbose=0, callbacks=[Evaluate(), monitor])
+
+
+# -- Shared layers, masks and wrappers --
+
+
+def test_a_shared_layer_contributes_every_call(tmp_path):
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((6,)), keras.Input((6,))
+    shared = keras.layers.Dense(3, name="shared")
+    model = keras.Model([a, b], keras.layers.Concatenate()([shared(a), shared(b)]))
+    model.compile("sgd", "mse")
+    xa, xb = data(50), data(50, seed=5)
+    monitor = CovarianceMonitor("shared", [xa, xb], log_dir=tmp_path, batch_size=20)
+    model.fit([xa, xb], np.zeros((50, 6)), epochs=1, verbose=0, callbacks=[monitor])
+    h = backend_utils.to_numpy(shared(np.concatenate([xa, xb])))
+    assert monitor.results["shared"]["n_samples"] == 100
+    np.testing.assert_allclose(monitor.covariances["shared"], metrics.covariance(h),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_masked_time_steps_are_left_out(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 6, 3)).astype("float32")
+    x[:4, 3:] = 0.0
+    mask = np.any(x != 0, axis=-1)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 3))
+    lstm = keras.layers.LSTM(4, return_sequences=True, name="lstm")(keras.layers.Masking(0.0)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(lstm))
+    model.compile("adam", "mse")
+    monitor = CovarianceMonitor("lstm", x, log_dir=tmp_path, images=False)
+    model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
+    h = backend_utils.to_numpy(keras.Model(inputs, lstm)(x))
+    assert monitor.results["lstm"]["n_samples"] == 36
+    np.testing.assert_allclose(monitor.covariances["lstm"], metrics.covariance(h[mask]),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_warns_about_a_regularizer_that_time_distributed_ignores(tmp_path):
+    x = np.random.default_rng(0).normal(size=(8, 6, 3)).astype("float32")
+    inner = keras.layers.Dense(4, name="inner", activity_regularizer=CovarianceRegularizer(1.0))
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.TimeDistributed(inner)])
+    model.compile("sgd", "mse")
+    monitor = CovarianceMonitor("inner", x, log_dir=tmp_path, images=False)
+    with pytest.warns(UserWarning, match="inside TimeDistributed.*never applies"):
+        model.fit(x, np.zeros((8, 6, 4)), epochs=1, verbose=0, callbacks=[monitor])
+    # The wrapped layer is still watched: all 48 steps.
+    assert monitor.results["inner"]["n_samples"] == 48
+
+
+def test_keras_internals_the_monitor_relies_on(tmp_path):
+    """Pins every private Keras route in keras_covreg._compat (see there)."""
+    from keras_covreg import _compat
+
+    x = data(40)
+    seen = {}
+
+    class Probe(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            adapter = _compat.validation_adapter(self.model)
+            seen["adapter"] = adapter
+            seen["one_shot"] = _compat.is_one_shot(adapter)
+            seen["batches"] = [len(b[0]) for b in adapter.get_numpy_iterator()] \
+                if not seen["one_shot"] else None
+
+        def on_test_batch_end(self, batch, logs=None):
+            seen.setdefault("indices", []).append(batch)
+
+    model = functional()
+    grouped = backend_utils.BACKEND != "torch"  # torch runs one step at a time
+    model.compile("sgd", "mse", steps_per_execution=2 if grouped else 1)
+    model.fit(x, x, epochs=1, verbose=0, validation_data=(x, x), validation_batch_size=10,
+              callbacks=[Probe()])
+    assert seen["batches"] == [10, 10, 10, 10] and not seen["one_shot"]
+    # The index of the last step of each call of the test function.
+    assert seen["indices"] == ([1, 3] if grouped else [0, 1, 2, 3])
+
+    def gen():
+        while True:
+            yield x[:10], x[:10]
+
+    model.fit(x, x, epochs=1, verbose=0, validation_data=gen(), validation_steps=1,
+              callbacks=[Probe()])
+    assert seen["one_shot"]
+    record = []
+    with _compat.recording_generator(seen["adapter"], record.append):
+        next(iter(seen["adapter"].generator()))
+    assert len(record) == 1 and record[0][0].shape == (10, 6)
+    assert _compat.validation_adapter(model) is None  # fit deletes it at its end
+    masked = keras.layers.Masking(0.0)(np.zeros((2, 3, 1), "float32"))
+    assert _compat.keras_mask(masked) is not None
+    nested = keras.Sequential([keras.Input((6, 3)),
+                               keras.layers.TimeDistributed(keras.layers.Dense(2, name="deep"))])
+    assert "deep" in [layer.name for layer in _compat.nested_layers(nested)]
+
+
+# -- Numbers never end training --
+
+
+def constant_code_model():
+    inputs = keras.Input((6,))
+    code = keras.layers.Dense(4, name="code", kernel_initializer="zeros",
+                              bias_initializer="ones", trainable=False)(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(6)(code))
+    model.compile("sgd", "mse")
+    return model
+
+
+def scaled_code_model(scale, units=4):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    dense = keras.layers.Dense(units)(inputs)
+    code = keras.layers.Lambda(lambda t: t * scale, name="code")(dense)
+    model = keras.Model(inputs, keras.layers.Dense(6)(keras.layers.Lambda(lambda t: t / scale)(code)))
+    model.compile("sgd", "mse")
+    return model
+
+
+@pytest.mark.parametrize("case, undefined, match", [
+    ("constant", {"cvr", "mapc", "effective_rank", "participation_ratio"}, "every unit is constant"),
+    ("single unit", {"mapc"}, "1 of its 1 units vary"),
+    ("nan", "all", "NaN or inf"),
+    ("inf", "all", "NaN or inf"),
+])
+def test_undefined_metrics_warn_once_and_training_goes_on(tmp_path, case, undefined, match):
+    x = data()
+    probe = x[:32].copy()
+    if case == "constant":
+        model = constant_code_model()
+    elif case == "single unit":
+        model = scaled_code_model(1.0, units=1)
+    else:
+        model = functional()
+        probe[3, 0] = np.nan if case == "nan" else np.inf
+    monitor = CovarianceMonitor("code", probe, log_dir=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, x, epochs=3, verbose=0, callbacks=[monitor])
+    assert len(history.history["loss"]) == 3
+    ours = [str(w.message) for w in caught if "CovarianceMonitor" in str(w.message)]
+    assert len(ours) == 1 and match in ours[0], ours
+    summary = monitor.results["code"]
+    nan_keys = {k for k, v in summary.items() if np.isnan(v)}
+    assert nan_keys == (set(summary) - {"n_samples"} if undefined == "all" else undefined)
+    assert np.isnan(read_events(tmp_path).Scalars("code/mapc")[-1].value)
+
+
+def test_huge_finite_activations_are_measured(tmp_path):
+    x = data()
+    model = scaled_code_model(1e30)
+    monitor = CovarianceMonitor("code", x[:64], log_dir=tmp_path, images=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*CovarianceMonitor.*")
+        model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
+    h = backend_utils.to_numpy(keras.Model(model.inputs, model.get_layer("code").output)(x[:64]))
+    np.testing.assert_allclose(monitor.covariances["code"], metrics.covariance(h), rtol=1e-4)
+    assert np.isfinite(list(monitor.results["code"].values())).all()
+
+
+def test_a_covariance_that_overflows_float64_warns_and_gives_nan(tmp_path, monkeypatch):
+    x = data()
+    model = functional()
+    monitor = CovarianceMonitor("code", x[:64], log_dir=tmp_path, images=False)
+    # float64 activations of 1e200 (possible under floatx float64) square to inf.
+    original = monitor._as_observations
+    monkeypatch.setattr(monitor, "_as_observations",
+                        lambda *a: original(*a) * 1e200)
+    with pytest.warns(UserWarning, match="overflows float64"):
+        history = model.fit(x, x, epochs=2, verbose=0, callbacks=[monitor])
+    assert len(history.history["loss"]) == 2
+    assert np.isnan(monitor.results["code"]["cvr"])
