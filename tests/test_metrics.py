@@ -269,3 +269,40 @@ def test_property_streaming_matches_numpy(x, chunks):
         acc.update(part)
     expected = np.cov(x, rowvar=False)
     np.testing.assert_allclose(acc.covariance(), expected, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(expected).max()))
+
+
+class TestSymmetryTolerance:
+    """Covariances computed in float32 by a framework are accepted; asymmetric ones are not."""
+
+    def covariance_from_float32(self, n=20_000, p=64, seed=0):
+        """C of float32 activations, computed in float32 as a framework would,
+        with C_ij and C_ji from different summation orders."""
+        h = np.random.default_rng(seed).normal(size=(n, p)).astype(np.float32)
+        centered = h - h.mean(axis=0)
+        c = np.empty((p, p), np.float32)
+        for i in range(p):
+            c[i] = (centered[:, i : i + 1] * centered).sum(axis=0) / np.float32(n - 1)
+            c[i, : i] = (centered[:, : i] * centered[:, i : i + 1])[::-1].sum(axis=0) / np.float32(n - 1)
+        return c, h
+
+    def test_float32_round_off_is_accepted_and_averaged_away(self):
+        c, h = self.covariance_from_float32()
+        assert np.max(np.abs(c - c.T)) > 1e-8 * np.max(np.abs(c))  # refused before
+        expected = metrics.covariance_variance_ratio(h)
+        got = metrics.covariance_variance_ratio(c, from_covariance=True)
+        assert got == pytest.approx(expected, rel=1e-4)
+
+    @pytest.mark.parametrize("dtype, relative", [(np.float32, 1e-2), (np.float64, 1e-6),
+                                                  (np.float16, 0.2)])
+    def test_a_truly_asymmetric_matrix_is_refused(self, dtype, relative):
+        c = np.eye(3) + 0.5
+        c[0, 1] += relative * 1.5
+        with pytest.raises(ValueError, match="must be symmetric.*max \\|C - C\\^T\\|"):
+            metrics.l_sigma(c.astype(dtype), from_covariance=True)
+
+    def test_the_tolerance_follows_the_dtype(self):
+        from keras_covreg import _validation
+
+        assert _validation.symmetry_tolerance(np.float64) == pytest.approx(1.49e-8, rel=1e-2)
+        assert _validation.symmetry_tolerance(np.float32) == pytest.approx(3.45e-4, rel=1e-2)
+        assert _validation.symmetry_tolerance(np.int64) == _validation.symmetry_tolerance(np.float64)
