@@ -150,3 +150,19 @@ def test_config_round_trip_and_saved_model(cls, tmp_path):
 
 def test_exported_at_the_top_level():
     assert keras_covreg.CovarianceRegularization is CovarianceRegularization
+
+
+def test_an_activity_regularizer_counts_masked_steps():
+    # Pins the Keras behaviour that docs/known-limits.md states: Keras calls
+    # an activity regularizer without the mask.
+    x, mask = padded_sequences()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 3))
+    lstm = keras.layers.LSTM(4, return_sequences=True, name="lstm",
+                             activity_regularizer=CovarianceRegularizer(1.0))
+    states = lstm(keras.layers.Masking(0.0)(inputs))
+    model = keras.Model(inputs, states)
+    h = backend_utils.to_numpy(model(x))
+    np.testing.assert_allclose(backend_utils.to_numpy(model.losses[0]),
+                               reference.l_sigma(reference.covariance(h.reshape(-1, 4))),
+                               rtol=2e-5)
