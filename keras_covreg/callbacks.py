@@ -258,13 +258,23 @@ class CovarianceMonitor(keras.callbacks.Callback):
             return
         batches = self._probe_batches
         if self._initial_weights is not None:
+            initial, self._initial_weights = self._initial_weights, None
             trained = self.model.get_weights()
-            self.model.set_weights(self._initial_weights)
-            self._initial_weights = None
-            try:
-                self._measure(INITIAL_STEP, batches())
-            finally:
-                self.model.set_weights(trained)
+            if len(initial) != len(trained):
+                # Built without weights (a subclassed model after `build()`
+                # that creates them on its first call): no starting point.
+                warnings.warn(
+                    "CovarianceMonitor: the model had no weights before its "
+                    "first training step, so the starting point cannot be "
+                    "measured; measurements start after the first epoch.",
+                    stacklevel=2,
+                )
+            else:
+                self.model.set_weights(initial)
+                try:
+                    self._measure(INITIAL_STEP, batches())
+                finally:
+                    self.model.set_weights(trained)
         if (epoch + 1) % self.freq == 0:
             self._measure(epoch, batches(), logs)
         self._recorded = None
@@ -327,10 +337,17 @@ class CovarianceMonitor(keras.callbacks.Callback):
                 self._warn_once(name, cause, _CAUSES[cause])
                 summary = dict.fromkeys(self._metric_keys(), math.nan)
             else:
-                summary = _rename(
-                    metrics.covariance_summary(cov, d=self.true_dim, q=self.q), self.q
-                )
+                d = self.true_dim
+                if d is not None and d > cov.shape[0]:
+                    self._warn_once(name, "true_dim", (
+                        f"true_dim={d} exceeds its {cov.shape[0]} units, so TdV is "
+                        "undefined (NaN)"))
+                    d = None
+                summary = _rename(metrics.covariance_summary(cov, d=d, q=self.q), self.q)
+                dropped = d is None and self.true_dim is not None  # warned above
                 undefined = sorted(k for k, v in summary.items() if math.isnan(v))
+                if dropped:
+                    summary.update(tdv_pca=math.nan, tdv_unit=math.nan)
                 if undefined:
                     self._warn_once(name, "undefined", _undefined_message(cov, undefined))
             summary["n_samples"] = float(acc.count)
@@ -463,7 +480,11 @@ class CovarianceMonitor(keras.callbacks.Callback):
         model is functional, later batches run a compiled functional probe
         from the inputs to the layers instead (the same outputs, faster).
         """
-        with _activity_regularizers_off(self.model):
+        with _activity_regularizers_off(self.model), warnings.catch_warnings():
+            # Keras (torch backend) warns when a functional model with one
+            # input is called on a bare tensor; the call is right.
+            warnings.filterwarnings(
+                "ignore", message="The structure of `inputs` doesn't match")
             if isinstance(self._probe, keras.Model):
                 outputs = self._probe.predict_on_batch(x)
                 if not isinstance(outputs, (list, tuple)):

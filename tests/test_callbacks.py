@@ -697,3 +697,50 @@ def test_a_covariance_that_overflows_float64_warns_and_gives_nan(tmp_path, monke
         history = model.fit(x, x, epochs=2, verbose=0, callbacks=[monitor])
     assert len(history.history["loss"]) == 2
     assert np.isnan(monitor.results["code"]["cvr"])
+
+
+def test_a_subclassed_model_built_without_weights_trains(tmp_path):
+    class Sub(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.code = keras.layers.Dense(4, name="code")
+            self.out = keras.layers.Dense(6)
+
+        def call(self, t):
+            return self.out(self.code(t))
+
+    x = data(32)
+    model = Sub()
+    model.compile("adam", "mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Keras's own warning about build()
+        model.build((None, 6))
+    monitor = CovarianceMonitor("code", log_dir=tmp_path, images=False)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        history = model.fit(x, x, epochs=2, verbose=0, validation_data=(x, x),
+                            callbacks=[monitor])
+    assert len(history.history["loss"]) == 2
+    assert scalar_steps(read_events(tmp_path), "code/cvr")[-2:] == [0, 1]
+
+
+def test_true_dim_above_the_width_gives_nan_tdv_and_trains(tmp_path):
+    x = data()
+    model = functional()
+    monitor = CovarianceMonitor("code", x[:64], log_dir=tmp_path, true_dim=5, images=False)
+    with pytest.warns(UserWarning, match="true_dim=5 exceeds its 4 units"):
+        history = model.fit(x, x, epochs=2, verbose=0, callbacks=[monitor])
+    assert len(history.history["loss"]) == 2
+    summary = monitor.results["code"]
+    assert np.isnan(summary["tdv_pca"]) and np.isnan(summary["tdv_unit"])
+    assert np.isfinite(summary["cvr"])
+
+
+def test_measuring_adds_no_keras_warnings(tmp_path):
+    x, val = data(), data(40, seed=3)
+    monitor = CovarianceMonitor("code", log_dir=tmp_path, images=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        functional().fit(x, x, epochs=2, verbose=0, validation_data=(val, val),
+                         callbacks=[monitor])
+    assert not [w for w in caught if "structure of `inputs`" in str(w.message)]
