@@ -344,9 +344,8 @@ class CovarianceMonitor(keras.callbacks.Callback):
                         "undefined (NaN)"))
                     d = None
                 summary = _rename(metrics.covariance_summary(cov, d=d, q=self.q), self.q)
-                dropped = d is None and self.true_dim is not None  # warned above
                 undefined = sorted(k for k, v in summary.items() if math.isnan(v))
-                if dropped:
+                if d != self.true_dim:  # warned above
                     summary.update(tdv_pca=math.nan, tdv_unit=math.nan)
                 if undefined:
                     self._warn_once(name, "undefined", _undefined_message(cov, undefined))
@@ -383,9 +382,9 @@ class CovarianceMonitor(keras.callbacks.Callback):
             seen += _batch_length(x)
             for layer, calls in zip(self._layers, self._forward(x)):
                 for out, mask in calls:
-                    h = self._as_observations(layer.name, out, mask)
                     if causes[layer.name] is not None:
                         continue
+                    h = self._as_observations(layer.name, out, mask)
                     if not np.isfinite(h).all():
                         causes[layer.name] = "non_finite"
                         continue

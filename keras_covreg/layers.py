@@ -46,8 +46,22 @@ class _PenaltyLayer(keras.layers.Layer):
         return {**super().get_config(), **self.regularizer.get_config()}
 
 
+class _CovarianceBasedLayer(_PenaltyLayer):
+    """A layer form of a `_CovarianceBasedRegularizer` (`regularizer_class`)."""
+
+    regularizer_class = None
+
+    def __init__(self, strength, *, spatial_mode="channels", channel_axis=-1,
+                 synchronized=False, **kwargs):
+        super().__init__(
+            self.regularizer_class(strength, spatial_mode=spatial_mode,
+                                   channel_axis=channel_axis, synchronized=synchronized),
+            **kwargs,
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_covreg")
-class CovarianceRegularization(_PenaltyLayer):
+class CovarianceRegularization(_CovarianceBasedLayer):
     """Adds ``strength * L_Sigma`` of its input to the loss; masks respected.
 
     The layer form of `CovarianceRegularizer` (Kagebaeck & Mogren, eq. 1-2):
@@ -87,17 +101,11 @@ class CovarianceRegularization(_PenaltyLayer):
         1.0
     """
 
-    def __init__(self, strength, *, spatial_mode="channels", channel_axis=-1,
-                 synchronized=False, **kwargs):
-        super().__init__(
-            CovarianceRegularizer(strength, spatial_mode=spatial_mode,
-                                  channel_axis=channel_axis, synchronized=synchronized),
-            **kwargs,
-        )
+    regularizer_class = CovarianceRegularizer
 
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
-class DeCovRegularization(_PenaltyLayer):
+class DeCovRegularization(_CovarianceBasedLayer):
     """Adds ``strength * DeCov`` of its input to the loss; masks respected.
 
     The layer form of `DeCovRegularizer` (Cogswell et al., ICLR 2016, eq. 1):
@@ -113,13 +121,7 @@ class DeCovRegularization(_PenaltyLayer):
         1.0
     """
 
-    def __init__(self, strength, *, spatial_mode="channels", channel_axis=-1,
-                 synchronized=False, **kwargs):
-        super().__init__(
-            DeCovRegularizer(strength, spatial_mode=spatial_mode,
-                             channel_axis=channel_axis, synchronized=synchronized),
-            **kwargs,
-        )
+    regularizer_class = DeCovRegularizer
 
 
 @keras.saving.register_keras_serializable(package="keras_covreg")

@@ -171,21 +171,28 @@ def _squared_width(h):
     return p * p
 
 
-def _centered(h, weights):
-    """Observations centered on their (weighted) mean, and their count N.
+def _count_and_sum(h, weights):
+    """The number of observations and their column sums, shape (1, p).
 
-    With weights, masked rows are zero after centering and N counts the
-    unmasked rows only.
+    With weights, only the unmasked rows count. Sums divided by counts stand
+    in for ops.mean, which on the torch backend (Keras 3.15) loses float64
+    precision (errors of 1e-9 on unit data).
     """
-    # Sums divided by counts rather than ops.mean, which on the torch backend
-    # (Keras 3.15) loses float64 precision (errors of 1e-9 on unit data).
     if weights is None:
-        n = ops.cast(ops.shape(h)[0], h.dtype)
-        return h - ops.sum(h, axis=0, keepdims=True) / n, n
-    n = ops.sum(weights)
-    column = ops.expand_dims(weights, -1)
-    mean = ops.sum(h * column, axis=0, keepdims=True) / ops.maximum(n, 1.0)
-    return (h - mean) * column, n
+        return ops.cast(ops.shape(h)[0], h.dtype), ops.sum(h, axis=0, keepdims=True)
+    return ops.sum(weights), ops.sum(h * ops.expand_dims(weights, -1), axis=0, keepdims=True)
+
+
+def _center(h, n, total, weights):
+    """`h` minus the mean ``total / n``; masked rows zero."""
+    centered = h - total / ops.maximum(n, 1.0)
+    return centered if weights is None else centered * ops.expand_dims(weights, -1)
+
+
+def _centered(h, weights):
+    """Observations centered on their (weighted) mean, and their count N."""
+    n, total = _count_and_sum(h, weights)
+    return _center(h, n, total, weights), n
 
 
 @ops.custom_gradient
@@ -231,17 +238,9 @@ class _CovarianceBasedRegularizer(_ActivityRegularizer):
         # centering on the global mean before the second one so that float32
         # round-off does not grow with the mean: first (count, sum), then the
         # centered sum of outer products.
-        if weights is None:
-            n_local = ops.cast(ops.shape(h)[0], h.dtype)
-            local_sum = ops.sum(h, axis=0)
-        else:
-            n_local = ops.sum(weights)
-            h = h * ops.expand_dims(weights, -1)
-            local_sum = ops.sum(h, axis=0)
+        n_local, local_sum = _count_and_sum(h, weights)
         n, total = _distribute.all_reduce_sum(ctx, [n_local, local_sum])
-        centered = h - total / ops.maximum(n, 1.0)
-        if weights is not None:
-            centered = centered * ops.expand_dims(weights, -1)
+        centered = _center(h, n, total, weights)
         scatter = _distribute.all_reduce_sum(
             ctx, [ops.matmul(ops.transpose(centered), centered)]
         )[0]
@@ -373,14 +372,9 @@ class ActivityL1Regularizer(_ActivityRegularizer):
         super().__init__(strength)
 
     def _penalty(self, h, weights):
-        # Sums over counts, not ops.mean: see _centered.
-        if weights is None:
-            total = ops.sum(ops.abs(h))
-            count = ops.cast(ops.shape(h)[0], h.dtype) * ops.cast(_dim(h, -1), h.dtype)
-            return total / count
-        total = ops.sum(ops.abs(h) * ops.expand_dims(weights, -1))
-        count = ops.sum(weights) * ops.cast(_dim(h, -1), h.dtype)
-        return total / ops.maximum(count, 1.0)
+        n, column_sums = _count_and_sum(ops.abs(h), weights)
+        count = n * ops.cast(_dim(h, -1), h.dtype)
+        return ops.sum(column_sums) / ops.maximum(count, 1.0)
 
     def get_config(self):
         return {"strength": self.strength}
