@@ -4,15 +4,17 @@ Implements "Disentangled activations in deep networks" (Kagebaeck & Mogren):
 the covariance activity regularizer L_Sigma, the metrics the paper measures
 representations with, and a callback that writes them to TensorBoard.
 
-Importing this package imports Keras (and so its backend), but neither
-matplotlib nor TensorFlow on its own account.
+Importing this package imports NumPy and the metrics only; the regularizers,
+layers and callback import Keras (and so its backend) on first use, which also
+registers them for `keras.saving.load_model`. Import Keras first (as
+``import keras`` then ``import keras_covreg``) and they are registered at once.
+Nothing here imports matplotlib or TensorFlow on its own account.
 """
 
-from keras_covreg.layers import (
-    ActivityL1Regularization,
-    CovarianceRegularization,
-    DeCovRegularization,
-)
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
+
 from keras_covreg.metrics import (
     DegenerateActivationsWarning,
     StreamingCovariance,
@@ -27,11 +29,32 @@ from keras_covreg.metrics import (
     top_d_variance_ratio,
     utilized_dimensions,
 )
-from keras_covreg.regularizers import (
-    ActivityL1Regularizer,
-    CovarianceRegularizer,
-    DeCovRegularizer,
-)
+
+if TYPE_CHECKING:
+    from keras_covreg.callbacks import CovarianceMonitor
+    from keras_covreg.layers import (
+        ActivityL1Regularization,
+        CovarianceRegularization,
+        DeCovRegularization,
+    )
+    from keras_covreg.regularizers import (
+        ActivityL1Regularizer,
+        CovarianceRegularizer,
+        DeCovRegularizer,
+    )
+
+# The names that need Keras, and the module of each: loaded on first use, so
+# that `keras-covreg --help` (which imports this package) loads no backend.
+_NEEDS_KERAS = {
+    "ActivityL1Regularization": "keras_covreg.layers",
+    "CovarianceRegularization": "keras_covreg.layers",
+    "DeCovRegularization": "keras_covreg.layers",
+    "ActivityL1Regularizer": "keras_covreg.regularizers",
+    "CovarianceRegularizer": "keras_covreg.regularizers",
+    "DeCovRegularizer": "keras_covreg.regularizers",
+    # The callback also pulls in an event writer.
+    "CovarianceMonitor": "keras_covreg.callbacks",
+}
 
 __version__ = "0.1.0"
 
@@ -59,10 +82,21 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    # The callback pulls in an event writer; load it only when asked for.
-    if name == "CovarianceMonitor":
-        from keras_covreg.callbacks import CovarianceMonitor
+def __getattr__(name: str) -> Any:
+    module = _NEEDS_KERAS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keras_covreg' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return CovarianceMonitor
-    raise AttributeError(f"module 'keras_covreg' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NEEDS_KERAS))
+
+
+# A program that has imported Keras gets the layers and regularizers
+# registered now, so that `keras.saving.load_model` finds them after
+# `import keras_covreg`; otherwise they register on first use of any of them.
+if "keras" in sys.modules:
+    importlib.import_module("keras_covreg.layers")

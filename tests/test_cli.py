@@ -423,3 +423,62 @@ def test_cli_module_runs_as_a_script(tmp_path):
          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "argument --seeds" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# No backend for --help and argument errors (issue 11): parsing must not import
+# Keras or any backend, so that it answers at once and quietly.
+
+BACKENDS = ("keras", "tensorflow", "jax", "torch")
+LOADED_AFTER_PARSING = """
+import sys
+from keras_covreg.experiments import cli
+try:
+    cli.main(sys.argv[1:])
+except SystemExit as e:
+    print("exit", e.code)
+print("loaded", *[name for name in {backends!r} if name in sys.modules])
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["xor", "--help"], ["synthetic", "--help"], ["cifar10", "--help"],
+    ["demo", "--help"], ["xor", "--seeds", "0"], ["cifar10", "--tdv-dim", "85"],
+], ids=" ".join)
+def test_parsing_loads_no_backend(argv):
+    import subprocess
+
+    code = LOADED_AFTER_PARSING.format(backends=BACKENDS)
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                            text=True, timeout=120, check=False)
+    last = result.stdout.strip().splitlines()
+    assert last[-2] == ("exit 0" if "--help" in argv else "exit 2"), result.stderr[-2000:]
+    assert last[-1] == "loaded", last[-1]  # nothing after the word: no backend
+
+
+def test_the_check_sees_a_loaded_backend():
+    # The script above does report a module that parsing would have loaded.
+    import subprocess
+
+    code = "import keras\n" + LOADED_AFTER_PARSING.format(backends=BACKENDS)
+    result = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert "keras" in result.stdout.strip().splitlines()[-1].split()
+
+
+def test_quiet_backend_logs_keeps_what_the_user_set(monkeypatch):
+    import logging
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    monkeypatch.delenv("GRPC_VERBOSITY", raising=False)
+    for name in cli.QUIET_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    cli.quiet_backend_logs()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    assert os.environ["GRPC_VERBOSITY"] == "ERROR"
+    assert all(logging.getLogger(n).level == logging.ERROR for n in cli.QUIET_LOGGERS)
+
+
+def test_verbose_is_an_option_of_every_command():
+    for command in COMMANDS:
+        assert cli.build_parser().parse_args([command, "--verbose"]).verbose
+        assert not cli.build_parser().parse_args([command]).verbose

@@ -13,13 +13,18 @@ Any other option that differs from the runs already there is refused: choose
 another ``--out``, or ``--restart`` to delete them and start over.
 
 Every option is checked when the command line is parsed, before any file is
-written or any model built; the rule of each is in `OPTIONS`.
+written or any model built; the rule of each is in `OPTIONS`. Parsing loads no
+Keras backend: ``--help`` and a bad option answer at once, and the experiment
+modules import Keras only when a command runs. Unless ``--verbose`` is given,
+TensorFlow's and JAX's start-up log lines (CUDA probing, CPU features) are
+kept out of the terminal (`quiet_backend_logs`).
 """
 
 import argparse
 import dataclasses
 import importlib
 import inspect
+import logging
 import math
 import os
 import sys
@@ -323,6 +328,28 @@ def _cross_option_errors(command, args):
     return errors
 
 
+# Environment variables that quiet the backends' C++ start-up logs; they must
+# be set before the backend is imported. TF_CPP_MIN_LOG_LEVEL=3 keeps
+# TensorFlow's info lines ("cpu_feature_guard", "oneDNN custom operations")
+# and its errors from probing a GPU that is not there ("failed call to
+# cuInit: UNKNOWN ERROR (303)") out; real errors still raise in Python.
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+# Python loggers of the backends that log at start-up ("Falling back to cpu").
+QUIET_LOGGERS = ("tensorflow", "absl", "jax._src.xla_bridge")
+
+
+def quiet_backend_logs():
+    """Keeps the backends' start-up log lines out of the terminal.
+
+    Call before Keras is imported. Values a user has set in the environment
+    are kept.
+    """
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _config(config_cls, args):
     values = {}
     for field in dataclasses.fields(config_cls):
@@ -356,13 +383,18 @@ def build_parser():
         "(Kagebaeck & Mogren) with keras_covreg.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help=DEMO, description=DEMO, formatter_class=HelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's and JAX's own log lines (CUDA probing, CPU "
+                        "features, retracing), which are hidden otherwise")
+    demo = sub.add_parser("demo", help=DEMO, description=DEMO, formatter_class=HelpFormatter,
+                          parents=[common])
     _add_options(demo, "demo")
     demo.set_defaults(func=_demo, parser=demo)
     for name, summary in EXPERIMENTS.items():
         module = importlib.import_module(f"keras_covreg.experiments.{name}")
         p = sub.add_parser(name, help=summary, description=module.__doc__,
-                           formatter_class=HelpFormatter)
+                           formatter_class=HelpFormatter, parents=[common])
         p.add_argument("--out", type=_checked_type("out", output_root()), default="runs",
                        help=f"output root: results go to <out>/{name}/")
         p.add_argument(
@@ -387,6 +419,8 @@ def main(argv=None):
     errors = _cross_option_errors(args.command, args)
     if errors:
         args.parser.error("\n".join(errors))
+    if not args.verbose:
+        quiet_backend_logs()
     try:
         args.func(args)
     except (ValueError, TypeError) as e:

@@ -1,10 +1,7 @@
 """A one-minute demonstration: the same linear autoencoder with and without L_Sigma."""
 
-import keras
-
 from keras_covreg import metrics
-from keras_covreg.experiments import data, models
-from keras_covreg.regularizers import CovarianceRegularizer
+from keras_covreg.experiments import data
 
 
 def run_demo(*, strength=0.3, epochs=50, n_samples=2000, seed=0, out=print):
@@ -14,6 +11,11 @@ def run_demo(*, strength=0.3, epochs=50, n_samples=2000, seed=0, out=print):
         A dict from "none" and "l_sigma" to `metrics.covariance_summary` dicts
         (with ``d=4``) plus the reconstruction ``mse``.
     """
+    import keras
+
+    from keras_covreg.experiments import models
+    from keras_covreg.regularizers import CovarianceRegularizer
+
     x, _ = data.projected_sources(n_samples, 20, seed=seed)
     out(
         f"4 independent Gaussian sources projected to 20 dimensions, {n_samples} "
@@ -26,9 +28,9 @@ def run_demo(*, strength=0.3, epochs=50, n_samples=2000, seed=0, out=print):
         model.compile(keras.optimizers.Adam(0.01), "mse")
         model.fit(x, x, batch_size=100, epochs=epochs, verbose=0)
         encoder = keras.Model(model.inputs, model.get_layer("code").output)
-        code = encoder.predict(x, verbose=0)
+        code = keras.ops.convert_to_numpy(encoder(x, training=False))
         summary = metrics.covariance_summary(metrics.covariance(code), d=4)
-        reconstruction = model.predict(x, verbose=0)
+        reconstruction = keras.ops.convert_to_numpy(model(x, training=False))
         summary["mse"] = float(((reconstruction - x) ** 2).mean())
         results[name] = summary
     label = f"L_Sigma (lambda={strength})"

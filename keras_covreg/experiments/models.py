@@ -4,8 +4,6 @@ Each builder returns an uncompiled `keras.Model` whose coding layer(s) are
 named, so that a regularizer can be attached and a monitor can watch them.
 """
 
-import keras
-
 from keras_covreg import _validation
 
 # Section 3.4: an 84-unit code; the rest is our reading (PAPER-NOTES): two
@@ -31,6 +29,8 @@ def linear_autoencoder(input_dim, *, code_units=10, code_regularizer=None):
         >>> linear_autoencoder(20).count_params()
         430
     """
+    import keras  # on first use: the command line's --help loads no backend
+
     _validation.check_int_in_range("input_dim", input_dim, 1, 2**31)
     _validation.check_int_in_range("code_units", code_units, 1, 2**31)
     inputs = keras.Input((input_dim,), name="x")
@@ -57,6 +57,8 @@ def xor_mlp(*, hidden_units=4, hidden_regularizer=None):
         >>> xor_mlp().count_params()
         37
     """
+    import keras  # on first use: the command line's --help loads no backend
+
     _validation.check_int_in_range("hidden_units", hidden_units, 1, 2**31)
     inputs = keras.Input((2,), name="x")
     h = inputs
@@ -95,6 +97,8 @@ def conv_autoencoder(
         >>> conv_autoencoder().count_params()
         540583
     """
+    import keras  # on first use: the command line's --help loads no backend
+
     height, width, channels = input_shape
     if height % 4 or width % 4:
         raise ValueError(

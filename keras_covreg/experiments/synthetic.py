@@ -12,15 +12,14 @@ computed on the code over all samples.
 import dataclasses
 import math
 
-import keras
 import numpy as np
 
 from keras_covreg import metrics
-from keras_covreg.callbacks import CovarianceMonitor
-from keras_covreg.experiments import data, models, runner
-from keras_covreg.regularizers import ActivityL1Regularizer, CovarianceRegularizer
+from keras_covreg.experiments import data, runner
 
-REGULARIZERS = {"l_sigma": CovarianceRegularizer, "l1": ActivityL1Regularizer}
+# Penalty name -> class in keras_covreg.regularizers. Names, not classes:
+# the command line reads this table without importing Keras.
+REGULARIZERS = {"l_sigma": "CovarianceRegularizer", "l1": "ActivityL1Regularizer"}
 LABELS = {"l_sigma": "L_Sigma", "l1": "L1"}
 
 
@@ -62,13 +61,19 @@ ADDS_RUNS = ("projections", "strengths", "regularizers")
 
 def run_one(*, run_id, exp, config, projection, regularizer, strength):
     """Trains one autoencoder; returns its metrics and loss curve."""
+    import keras
+
+    from keras_covreg import regularizers
+    from keras_covreg.callbacks import CovarianceMonitor
+    from keras_covreg.experiments import models
+
     x, _ = data.projected_sources(
         config.n_samples, config.input_dim, seed=config.seed * 1000 + projection,
         source_stds=config.source_stds,
     )
     # The same initial weights for every strength of one projection.
     keras.utils.set_random_seed(config.seed * 1000 + projection)
-    reg = REGULARIZERS[regularizer](strength) if strength > 0 else None
+    reg = getattr(regularizers, REGULARIZERS[regularizer])(strength) if strength > 0 else None
     model = models.linear_autoencoder(
         config.input_dim, code_units=config.code_units, code_regularizer=reg
     )
@@ -91,9 +96,12 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
         repeated, repeated, batch_size=config.batch_size, epochs=fit_epochs,
         verbose=0, callbacks=[monitor],
     )
+    # Direct calls, not predict: predict traces a new tf.function for every
+    # model, and a sweep of many runs would retrace the same code.
     encoder = keras.Model(model.inputs, model.get_layer("code").output)
-    code = encoder.predict(x, batch_size=2000, verbose=0)
-    mse = float(np.mean((model.predict(x, batch_size=2000, verbose=0) - x) ** 2))
+    code = keras.ops.convert_to_numpy(encoder(x, training=False))
+    reconstruction = keras.ops.convert_to_numpy(model(x, training=False))
+    mse = float(np.mean((reconstruction - x) ** 2))
     summary = metrics.covariance_summary(metrics.covariance(code), d=len(config.source_stds))
     loss = history.history["loss"]
     tail = max(1, len(loss) // 10)

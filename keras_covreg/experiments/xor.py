@@ -21,13 +21,10 @@ would call a layer that still carries the signal "inactive".
 
 import dataclasses
 
-import keras
 import numpy as np
 
 from keras_covreg import metrics
-from keras_covreg.callbacks import CovarianceMonitor
-from keras_covreg.experiments import data, models, runner
-from keras_covreg.regularizers import CovarianceRegularizer
+from keras_covreg.experiments import data, runner
 
 LAYERS = ("hidden_1", "hidden_2")
 
@@ -57,6 +54,12 @@ ADDS_RUNS = ("seeds",)
 
 
 def run_one(*, run_id, exp, config, seed, regularized):
+    import keras
+
+    from keras_covreg.callbacks import CovarianceMonitor
+    from keras_covreg.experiments import models
+    from keras_covreg.regularizers import CovarianceRegularizer
+
     keras.utils.set_random_seed(config.seed * 1000 + seed)
     reg = CovarianceRegularizer(config.strength) if regularized else None
     model = models.xor_mlp(hidden_regularizer=reg)
@@ -73,7 +76,9 @@ def run_one(*, run_id, exp, config, seed, regularized):
         loss = model.fit(x, y, batch_size=4, epochs=chunks, initial_epoch=chunks - 1,
                          shuffle=False, verbose=0, callbacks=[monitor]).history["loss"][-1]
         losses.append(loss)
-        predictions = model.predict(data.XOR_INPUTS, verbose=0)
+        # A direct call, not model.predict: predict traces a new tf.function
+        # for every model, and a run of many seeds retraces the same code.
+        predictions = keras.ops.convert_to_numpy(model(data.XOR_INPUTS, training=False))
         solved = bool(np.all((predictions > 0.5) == (data.XOR_TARGETS > 0.5)))
         if solved and len(losses) > 1 and abs(losses[-2] - loss) <= max(
                 config.tolerance * abs(losses[-2]), config.abs_tolerance):
@@ -86,8 +91,8 @@ def run_one(*, run_id, exp, config, seed, regularized):
         "final_loss": losses[-1], "loss_history": losses,
         "predictions": predictions.ravel().tolist(),
     }
-    for name, h in zip(LAYERS, probe.predict(data.XOR_INPUTS, verbose=0)):
-        cov = metrics.covariance(h)
+    for name, h in zip(LAYERS, probe(data.XOR_INPUTS, training=False)):
+        cov = metrics.covariance(keras.ops.convert_to_numpy(h))
         variances = np.diag(cov)
         result[f"{name}_covariance"] = cov.tolist()
         result[f"{name}_variances"] = variances.tolist()
