@@ -2,6 +2,8 @@
 
 import contextlib
 import functools
+import sys
+import types
 
 import keras
 import numpy as np
@@ -114,3 +116,30 @@ def nested_layers(model):
     """Every layer inside `model`, nested ones (in wrappers, sub-models,
     custom layers) included, in Keras's own order."""
     return model._flatten_layers(include_self=False, recursive=True)
+
+
+def calling_callback_list(callback):
+    """The `keras.callbacks.CallbackList` whose hook is calling `callback`.
+
+    Keras gives a callback no handle on the other callbacks of a `fit`; the
+    list that dispatches a hook (``CallbackList.on_train_begin`` loops over
+    its callbacks) is the ``self`` of a calling frame. Call from inside a
+    hook. Returns None when the hook was called some other way (a custom
+    training loop calling the callback directly).
+    """
+    frame: types.FrameType | None = sys._getframe(1)
+    for _ in range(_CALLER_FRAMES):
+        frame = frame.f_back if frame is not None else None
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, keras.callbacks.CallbackList) and any(
+            c is callback for c in owner.callbacks
+        ):
+            return owner
+    return None
+
+
+# How far up the stack `calling_callback_list` looks: the hook, Keras's
+# dispatch, and a few wrappers in between.
+_CALLER_FRAMES = 6

@@ -6,6 +6,7 @@ Every error names the argument, says what was expected and ends with
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -80,11 +81,11 @@ def resolve_channel_axis(channel_axis, rank):
     return axis
 
 
-def check_fraction(name, value):
+def check_fraction(name: str, value: Any) -> float:
     """Returns `value` as a float if it lies in (0, 1]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a real number. Received: {name}={value!r}")
-    if not 0 < value <= 1:
+    if not 0 < float(value) <= 1:
         raise ValueError(f"`{name}` must be in (0, 1]. Received: {name}={value!r}")
     return float(value)
 

@@ -16,12 +16,16 @@ Place one right after the layer whose outputs it should penalize::
     x = CovarianceRegularization(0.08)(x)   # padded steps left out
 """
 
+from typing import Any
+
 import keras
 
 from keras_covreg.regularizers import (
     ActivityL1Regularizer,
     CovarianceRegularizer,
     DeCovRegularizer,
+    _ActivityRegularizer,
+    _CovarianceBasedRegularizer,
 )
 
 __all__ = ["ActivityL1Regularization", "CovarianceRegularization", "DeCovRegularization"]
@@ -30,29 +34,30 @@ __all__ = ["ActivityL1Regularization", "CovarianceRegularization", "DeCovRegular
 class _PenaltyLayer(keras.layers.Layer):
     """Passes its input through and adds ``regularizer.penalty(input, mask)``."""
 
-    def __init__(self, regularizer, **kwargs):
+    def __init__(self, regularizer: _ActivityRegularizer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.regularizer = regularizer
         self.supports_masking = True
 
-    def call(self, inputs, mask=None):
+    def call(self, inputs: Any, mask: Any = None) -> Any:
         self.add_loss(self.regularizer.penalty(inputs, mask=mask))
         return inputs
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self.regularizer.get_config()}
 
 
 class _CovarianceBasedLayer(_PenaltyLayer):
     """A layer form of a `_CovarianceBasedRegularizer` (`regularizer_class`)."""
 
-    regularizer_class = None
+    regularizer_class: type[_CovarianceBasedRegularizer]
 
-    def __init__(self, strength, *, spatial_mode="channels", channel_axis=-1,
-                 synchronized=False, **kwargs):
+    def __init__(self, strength: float, *, spatial_mode: str = "channels",
+                 channel_axis: int = -1, synchronized: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(
             self.regularizer_class(strength, spatial_mode=spatial_mode,
                                    channel_axis=channel_axis, synchronized=synchronized),
@@ -145,6 +150,6 @@ class ActivityL1Regularization(_PenaltyLayer):
         1.0
     """
 
-    def __init__(self, strength, **kwargs):
+    def __init__(self, strength: float, **kwargs: Any) -> None:
         super().__init__(ActivityL1Regularizer(strength), **kwargs)
 

@@ -22,8 +22,10 @@ issued; `utilized_dimensions` returns 0.
 """
 
 import warnings
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from keras_covreg import _validation
 
@@ -59,7 +61,7 @@ class DegenerateActivationsWarning(UserWarning):
     """Issued when a metric is undefined for the activations given to it."""
 
 
-def covariance(activations):
+def covariance(activations: ArrayLike) -> np.ndarray:
     """Sample covariance of activations, float64 (paper, Section 2.1).
 
     ``C = (H - 1 h_bar)^T (H - 1 h_bar) / (N - 1)``.
@@ -83,13 +85,13 @@ def covariance(activations):
     return centered.T @ centered / (h.shape[0] - 1)
 
 
-def _covariance_of(activations, from_covariance):
+def _covariance_of(activations: ArrayLike, from_covariance: bool) -> np.ndarray:
     if from_covariance:
         return _validation.as_covariance("activations", activations)
     return covariance(activations)
 
 
-def _warn_degenerate(metric):
+def _warn_degenerate(metric: str) -> None:
     warnings.warn(
         f"{metric} is undefined: the total variance of the activations is 0 "
         "(every unit is constant). Returning NaN.",
@@ -98,7 +100,8 @@ def _warn_degenerate(metric):
     )
 
 
-def spectrum(activations, *, basis="pca", from_covariance=False):
+def spectrum(activations: ArrayLike, *, basis: str = "pca",
+             from_covariance: bool = False) -> np.ndarray:
     """Variances of the activations along the chosen basis, largest first.
 
     Args:
@@ -125,7 +128,7 @@ def spectrum(activations, *, basis="pca", from_covariance=False):
     return np.sort(np.clip(values, 0.0, None))[::-1]
 
 
-def l_sigma(activations, *, from_covariance=False):
+def l_sigma(activations: ArrayLike, *, from_covariance: bool = False) -> float:
     """The paper's covariance penalty L_Sigma (eq. 1-2). Lower is less correlated.
 
     ``L_Sigma = sum_ij |C_ij| / p^2``, diagonal included.
@@ -146,7 +149,8 @@ def l_sigma(activations, *, from_covariance=False):
     return float(np.abs(c).sum() / c.shape[0] ** 2)
 
 
-def covariance_variance_ratio(activations, *, from_covariance=False):
+def covariance_variance_ratio(activations: ArrayLike, *,
+                              from_covariance: bool = False) -> float:
     """Covariance/variance ratio, CVR (Section 3.1). Lower is better; 1 is ideal.
 
     ``CVR = sum_ij |C_ij| / tr(C)``, in [1, p]. The printed formula carries an
@@ -177,7 +181,7 @@ def covariance_variance_ratio(activations, *, from_covariance=False):
     return float(np.abs(c).sum() / trace)
 
 
-def mean_abs_pearson(activations, *, from_covariance=False):
+def mean_abs_pearson(activations: ArrayLike, *, from_covariance: bool = False) -> float:
     """Mean absolute Pearson correlation, MAPC (Section 3.1). Lower is better.
 
     ``MAPC = 2 / (p^2 - p) sum_{i<j} |C_ij| / sqrt(C_ii C_jj)``, in [0, 1].
@@ -219,7 +223,8 @@ def mean_abs_pearson(activations, *, from_covariance=False):
     return float(np.clip(corr[upper], 0.0, 1.0).mean())
 
 
-def top_d_variance_ratio(activations, d, *, basis="pca", from_covariance=False):
+def top_d_variance_ratio(activations: ArrayLike, d: int, *, basis: str = "pca",
+                         from_covariance: bool = False) -> float:
     """Top-d variance over total variance, TdV (Section 3.1). Higher is better.
 
     ``TdV = sum_{k<=d} lambda_k / sum_k lambda_k``, in [0, 1]; with d the true
@@ -251,7 +256,8 @@ def top_d_variance_ratio(activations, d, *, basis="pca", from_covariance=False):
     return float(values[:d].sum() / total)
 
 
-def utilized_dimensions(activations, *, q=0.9, basis="pca", from_covariance=False):
+def utilized_dimensions(activations: ArrayLike, *, q: float = 0.9, basis: str = "pca",
+                        from_covariance: bool = False) -> int:
     """Utilized dimensions, UD_q (Section 3.1). Lower means a more compact code.
 
     The fewest dimensions of the basis whose variances add up to at least a
@@ -288,7 +294,8 @@ def utilized_dimensions(activations, *, q=0.9, basis="pca", from_covariance=Fals
     return int(min(np.searchsorted(np.cumsum(values), target) + 1, values.size))
 
 
-def effective_rank(activations, *, basis="pca", from_covariance=False):
+def effective_rank(activations: ArrayLike, *, basis: str = "pca",
+                   from_covariance: bool = False) -> float:
     """Effective rank (Roy & Vetterli, 2007). Lower means a more compact code.
 
     ``exp(-sum_k w_k log w_k)`` with ``w_k = lambda_k / sum lambda``: the
@@ -319,7 +326,8 @@ def effective_rank(activations, *, basis="pca", from_covariance=False):
     return float(np.exp(-np.sum(w * np.log(w))))
 
 
-def participation_ratio(activations, *, basis="pca", from_covariance=False):
+def participation_ratio(activations: ArrayLike, *, basis: str = "pca",
+                        from_covariance: bool = False) -> float:
     """Participation ratio. Lower means a more compact code.
 
     ``(sum_k lambda_k)^2 / sum_k lambda_k^2``, in [1, p] (Gao et al., 2017,
@@ -347,7 +355,8 @@ def participation_ratio(activations, *, basis="pca", from_covariance=False):
     return float(total**2 / np.sum(values**2))
 
 
-def covariance_summary(cov, *, d=None, q=0.9):
+def covariance_summary(cov: ArrayLike, *, d: int | None = None,
+                       q: float = 0.9) -> dict[str, float]:
     """Every metric of this module, from one covariance matrix.
 
     Args:
@@ -366,7 +375,7 @@ def covariance_summary(cov, *, d=None, q=0.9):
         >>> s["cvr"], s["ud_unit"], s["tdv_pca"]
         (1.0, 2.0, 0.5)
     """
-    kw = {"from_covariance": True}
+    kw: dict[str, Any] = {"from_covariance": True}
     c = _validation.as_covariance("cov", cov)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateActivationsWarning)
@@ -406,18 +415,18 @@ class StreamingCovariance:
         [[2.0, 2.0], [2.0, 2.0]]
     """
 
-    def __init__(self, n_features=None):
+    def __init__(self, n_features: int | None = None) -> None:
         if n_features is not None:
             _validation.check_int_in_range("n_features", n_features, 1, 2**31)
         self.n_features = n_features
         self.count = 0
-        self._mean = None
-        self._m2 = None
+        self._mean: np.ndarray | None = None
+        self._m2: np.ndarray | None = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"StreamingCovariance(count={self.count}, n_features={self.n_features})"
 
-    def update(self, batch):
+    def update(self, batch: ArrayLike) -> "StreamingCovariance":
         """Adds a batch of shape (n_samples, n_features); returns self.
 
         Raises:
@@ -443,7 +452,7 @@ class StreamingCovariance:
         self._merge(h.shape[0], mean, centered.T @ centered)
         return self
 
-    def merge(self, other):
+    def merge(self, other: "StreamingCovariance") -> "StreamingCovariance":
         """Folds another accumulator (e.g. another worker's) in; returns self."""
         if not isinstance(other, StreamingCovariance):
             raise TypeError(
@@ -458,11 +467,12 @@ class StreamingCovariance:
                 f"Received: other with n_features={other.n_features}"
             )
         self.n_features = other.n_features
-        self._merge(other.count, other._mean, other._m2)
+        if other._mean is not None and other._m2 is not None:
+            self._merge(other.count, other._mean, other._m2)
         return self
 
-    def _merge(self, n_b, mean_b, m2_b):
-        if self.count == 0:
+    def _merge(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        if self._mean is None or self._m2 is None:
             self.count, self._mean, self._m2 = n_b, mean_b.copy(), m2_b.copy()
             return
         n_a = self.count
@@ -474,19 +484,19 @@ class StreamingCovariance:
         self.count = n
 
     @property
-    def mean(self):
+    def mean(self) -> np.ndarray:
         """The mean of the samples so far, of shape (n_features,)."""
-        if self.count == 0:
+        if self._mean is None:
             raise ValueError("StreamingCovariance.mean: no samples have been added.")
         return self._mean.copy()
 
-    def covariance(self):
+    def covariance(self) -> np.ndarray:
         """Sample covariance (denominator N - 1), of shape (p, p).
 
         Raises:
             ValueError: if fewer than 2 samples were added.
         """
-        if self.count < 2:
+        if self._m2 is None or self.count < 2:
             raise ValueError(
                 "StreamingCovariance needs at least 2 samples for a covariance. "
                 f"Received: count={self.count}"

@@ -17,6 +17,7 @@ with. All three:
 """
 
 import math
+from typing import Any
 
 import keras
 from keras import ops
@@ -31,7 +32,8 @@ SPATIAL_MODES = ("channels", "flatten")
 class _ActivityRegularizer(keras.regularizers.Regularizer):
     """Shared argument handling, dtype policy and batch-size compensation."""
 
-    def __init__(self, strength, *, spatial_mode="channels", channel_axis=-1):
+    def __init__(self, strength: float, *, spatial_mode: str = "channels",
+                 channel_axis: int = -1) -> None:
         self.strength = _validation.check_finite_nonnegative("strength", strength)
         self.spatial_mode = _validation.check_choice(
             "spatial_mode", spatial_mode, SPATIAL_MODES
@@ -42,7 +44,7 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
         # reads an attribute instead of calling the cached probe.
         self._divided_by_batch_size = _compat.activity_loss_is_divided_by_batch_size()
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         """The value Keras expects from an activity regularizer for batch `x`.
 
         Keras >= 3.14 divides it by the batch size before adding it to the
@@ -55,7 +57,7 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
             value = value * ops.cast(ops.shape(x)[0], value.dtype)
         return value
 
-    def penalty(self, x, mask=None):
+    def penalty(self, x: Any, mask: Any = None) -> Any:
         """``strength`` times the penalty of batch `x`, a scalar.
 
         Computed in float32, or in float64 when `x` or Keras's floatx is
@@ -83,7 +85,7 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
             self._penalty(h, weights), ops.convert_to_tensor(self.strength, dtype=h.dtype))
         return ops.cast(value, keras.config.floatx())
 
-    def _observations(self, x, mask=None):
+    def _observations(self, x: Any, mask: Any = None) -> Any:
         """`x` as (observations, features) in the compute dtype, and weights.
 
         The weights are None without a mask, else a 0/1 vector with one entry
@@ -115,7 +117,7 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
             x = ops.reshape(x, (_dim(x, 0), -1))
         return x, weights
 
-    def _weights(self, mask, x, channels):
+    def _weights(self, mask: Any, x: Any, channels: Any) -> Any:
         """`mask` as one 0/1 weight per observation of `x` (channels last)."""
         rank = len(x.shape)
         mask_rank = len(mask.shape)
@@ -137,41 +139,41 @@ class _ActivityRegularizer(keras.regularizers.Regularizer):
             mask = ops.broadcast_to(mask, ops.shape(x)[:-1])
         return ops.reshape(ops.cast(mask, x.dtype), (-1,))
 
-    def _penalty(self, h, weights):
+    def _penalty(self, h: Any, weights: Any) -> Any:
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "strength": self.strength,
             "spatial_mode": self.spatial_mode,
             "channel_axis": self.channel_axis,
         }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
 
-def _compute_dtype(dtype):
+def _compute_dtype(dtype: Any) -> Any:
     """float64 if the activations or floatx are float64, else float32."""
     if "float64" in (dtype, keras.config.floatx()):
         return "float64"
     return "float32"
 
 
-def _dim(x, axis):
+def _dim(x: Any, axis: Any) -> Any:
     """The size of `x` along `axis`: static where known, else read at run time."""
     static = x.shape[axis]
     return static if static is not None else ops.shape(x)[axis]
 
 
-def _squared_width(h):
+def _squared_width(h: Any) -> Any:
     """p^2 for the p columns of `h`, in its dtype (p read at run time if unknown)."""
     p = ops.cast(_dim(h, -1), h.dtype)
     return p * p
 
 
-def _count_and_sum(h, weights):
+def _count_and_sum(h: Any, weights: Any) -> Any:
     """The number of observations and their column sums, shape (1, p).
 
     With weights, only the unmasked rows count. Sums divided by counts stand
@@ -183,20 +185,20 @@ def _count_and_sum(h, weights):
     return ops.sum(weights), ops.sum(h * ops.expand_dims(weights, -1), axis=0, keepdims=True)
 
 
-def _center(h, n, total, weights):
+def _center(h: Any, n: Any, total: Any, weights: Any) -> Any:
     """`h` minus the mean ``total / n``; masked rows zero."""
     centered = h - total / ops.maximum(n, 1.0)
     return centered if weights is None else centered * ops.expand_dims(weights, -1)
 
 
-def _centered(h, weights):
+def _centered(h: Any, weights: Any) -> Any:
     """Observations centered on their (weighted) mean, and their count N."""
     n, total = _count_and_sum(h, weights)
     return _center(h, n, total, weights), n
 
 
 @ops.custom_gradient
-def _abs_scatter_sum(centered):
+def _abs_scatter_sum(centered: Any) -> Any:
     """``sum_ij |S_ij|`` of the scatter ``S = Hc^T Hc``, with a one-product gradient.
 
     The gradient ``2 Hc sign(S)`` needs one N x p x p product where automatic
@@ -206,7 +208,7 @@ def _abs_scatter_sum(centered):
     scatter = ops.matmul(ops.transpose(centered), centered)
     value = ops.sum(ops.abs(scatter))
 
-    def grad(*args, upstream=None):
+    def grad(*args: Any, upstream: Any = None) -> Any:
         if upstream is None:
             (upstream,) = args
         return ops.matmul(centered, ops.sign(scatter)) * (upstream * 2.0)
@@ -220,8 +222,8 @@ class _CovarianceBasedRegularizer(_ActivityRegularizer):
     # Denominator of the covariance: N - ddof.
     ddof = 1
 
-    def __init__(self, strength, *, spatial_mode="channels", channel_axis=-1,
-                 synchronized=False):
+    def __init__(self, strength: float, *, spatial_mode: str = "channels",
+                 channel_axis: int = -1, synchronized: bool = False) -> None:
         super().__init__(strength, spatial_mode=spatial_mode, channel_axis=channel_axis)
         if not isinstance(synchronized, bool):
             raise TypeError(
@@ -229,7 +231,7 @@ class _CovarianceBasedRegularizer(_ActivityRegularizer):
             )
         self.synchronized = synchronized
 
-    def _penalty(self, h, weights):
+    def _penalty(self, h: Any, weights: Any) -> Any:
         ctx = _distribute.replica_context() if self.synchronized else None
         if ctx is None:
             centered, n = _centered(h, weights)
@@ -254,13 +256,13 @@ class _CovarianceBasedRegularizer(_ActivityRegularizer):
         replicas = float(ctx.num_replicas_in_sync)
         return self._from_covariance(cov) * (replicas * n_local / ops.maximum(n, 1.0))
 
-    def _from_centered(self, centered, n):
+    def _from_centered(self, centered: Any, n: Any) -> Any:
         raise NotImplementedError
 
-    def _from_covariance(self, cov):
+    def _from_covariance(self, cov: Any) -> Any:
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "synchronized": self.synchronized}
 
 
@@ -308,11 +310,11 @@ class CovarianceRegularizer(_CovarianceBasedRegularizer):
         1.0
     """
 
-    def _from_centered(self, centered, n):
+    def _from_centered(self, centered: Any, n: Any) -> Any:
         return _abs_scatter_sum(centered) / (
             ops.maximum(n - 1.0, 1.0) * _squared_width(centered))
 
-    def _from_covariance(self, cov):
+    def _from_covariance(self, cov: Any) -> Any:
         return ops.sum(ops.abs(cov)) / _squared_width(cov)
 
 
@@ -337,11 +339,11 @@ class DeCovRegularizer(_CovarianceBasedRegularizer):
 
     ddof = 0
 
-    def _from_centered(self, centered, n):
+    def _from_centered(self, centered: Any, n: Any) -> Any:
         scatter = ops.matmul(ops.transpose(centered), centered)
         return self._from_covariance(scatter / ops.maximum(n, 1.0))
 
-    def _from_covariance(self, cov):
+    def _from_covariance(self, cov: Any) -> Any:
         off_diagonal = ops.sum(ops.square(cov)) - ops.sum(ops.square(ops.diagonal(cov)))
         return 0.5 * off_diagonal
 
@@ -368,13 +370,13 @@ class ActivityL1Regularizer(_ActivityRegularizer):
         1.0
     """
 
-    def __init__(self, strength):
+    def __init__(self, strength: float) -> None:
         super().__init__(strength)
 
-    def _penalty(self, h, weights):
+    def _penalty(self, h: Any, weights: Any) -> Any:
         n, column_sums = _count_and_sum(ops.abs(h), weights)
         count = n * ops.cast(_dim(h, -1), h.dtype)
         return ops.sum(column_sums) / ops.maximum(count, 1.0)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"strength": self.strength}

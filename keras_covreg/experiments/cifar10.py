@@ -51,7 +51,7 @@ def sweep_strengths():
 class Config:
     """Options of the CIFAR-10 experiment (each is a command-line option)."""
 
-    data_dir: str = None
+    data_dir: str | None = None
     seeds: int = 5
     rows: tuple = ("l_sigma", "l1", "none", "decov")
     strength: float = 0.08
@@ -97,7 +97,7 @@ def _test_metrics(model, x_test, batch_size, tdv_dim):
     """Whole-test-set covariance of the code, and the reconstruction MSE."""
     import keras
 
-    probe = keras.Model(model.inputs, [model.get_layer("code").output, model.outputs[0]])
+    probe = keras.Model(model.input, [model.get_layer("code").output, model.outputs[0]])
     acc = metrics.StreamingCovariance()
     squared_error = 0.0
     for start in range(0, len(x_test), 1000):
@@ -122,7 +122,8 @@ def run_one(*, run_id, exp, config, splits, regularizer, strength, seed):
 
     x_train, x_val, x_test = splits
     keras.utils.set_random_seed(config.seed * 1000 + seed)
-    cls = None if REGULARIZERS[regularizer] is None else getattr(regularizers, REGULARIZERS[regularizer])
+    class_name = REGULARIZERS[regularizer]
+    cls = None if class_name is None else getattr(regularizers, class_name)
     model = models.conv_autoencoder(
         code_regularizer=cls(strength) if cls is not None and strength > 0 else None
     )

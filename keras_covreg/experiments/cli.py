@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import sys
+from typing import Any, Callable
 
 from keras_covreg.experiments import data, models
 
@@ -57,8 +58,8 @@ class Rule:
     """
 
     what: str
-    parse: object = str
-    accepts: object = lambda value: True
+    parse: Callable[[str], Any] = str
+    accepts: Callable[[Any], bool] = lambda value: True
 
 
 def integer(low, high=None):
@@ -111,9 +112,9 @@ class Option:
     """
 
     help: str
-    rule: Rule = None
-    distinct: object = None
-    omitted: str = None
+    rule: Rule | None = None
+    distinct: Callable[[Any], str] | None = None
+    omitted: str | None = None
 
 
 SEED = Option(f"base seed: run k is seeded with seed * {SEED_STRIDE} + k",
@@ -302,11 +303,12 @@ def _add_option(parser, name, default, option, choices=None):
 
 
 def _add_options(parser, command):
-    module = None
+    penalties: tuple[str, ...] = ()
     if command != "demo":
         module = importlib.import_module(f"keras_covreg.experiments.{command}")
+        penalties = tuple(getattr(module, "REGULARIZERS", ()))
     for name, default in _defaults(command).items():
-        choices = tuple(module.REGULARIZERS) if name in PENALTY_OPTIONS else None
+        choices = penalties if name in PENALTY_OPTIONS else None
         _add_option(parser, name, default, OPTIONS[command][name], choices)
 
 

@@ -27,7 +27,7 @@ def run_demo(*, strength=0.3, epochs=50, n_samples=2000, seed=0, out=print):
         model = models.linear_autoencoder(20, code_regularizer=reg)
         model.compile(keras.optimizers.Adam(0.01), "mse")
         model.fit(x, x, batch_size=100, epochs=epochs, verbose=0)
-        encoder = keras.Model(model.inputs, model.get_layer("code").output)
+        encoder = keras.Model(model.input, model.get_layer("code").output)
         code = keras.ops.convert_to_numpy(encoder(x, training=False))
         summary = metrics.covariance_summary(metrics.covariance(code), d=4)
         reconstruction = keras.ops.convert_to_numpy(model(x, training=False))

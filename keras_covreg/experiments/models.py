@@ -4,7 +4,12 @@ Each builder returns an uncompiled `keras.Model` whose coding layer(s) are
 named, so that a regularizer can be attached and a monitor can watch them.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from keras_covreg import _validation
+
+if TYPE_CHECKING:
+    import keras
 
 # Section 3.4: an 84-unit code; the rest is our reading (PAPER-NOTES): two
 # conv + two dense layers in the encoder, the mirror image in the decoder,
@@ -13,7 +18,8 @@ CONV_CODE_UNITS = 84
 CONV_CODE_NAME = "code"
 
 
-def linear_autoencoder(input_dim, *, code_units=10, code_regularizer=None):
+def linear_autoencoder(input_dim: int, *, code_units: int = 10,
+                       code_regularizer: Any = None) -> "keras.Model":
     """Section 3.2: a linear autoencoder with a linear coding layer.
 
     Args:
@@ -41,7 +47,7 @@ def linear_autoencoder(input_dim, *, code_units=10, code_regularizer=None):
     return keras.Model(inputs, outputs, name="linear_autoencoder")
 
 
-def xor_mlp(*, hidden_units=4, hidden_regularizer=None):
+def xor_mlp(*, hidden_units: int = 4, hidden_regularizer: Any = None) -> "keras.Model":
     """Section 3.3: a 2-4-4-1 perceptron of logistic units.
 
     Args:
@@ -74,8 +80,9 @@ def xor_mlp(*, hidden_units=4, hidden_regularizer=None):
 
 
 def conv_autoencoder(
-    *, input_shape=(32, 32, 3), code_units=CONV_CODE_UNITS, code_regularizer=None
-):
+    *, input_shape: tuple[int, int, int] = (32, 32, 3), code_units: int = CONV_CODE_UNITS,
+    code_regularizer: Any = None,
+) -> "keras.Model":
     """Section 3.4: the convolutional autoencoder for CIFAR-10.
 
     Encoder: conv 3x3x16 (leaky ReLU), max-pool 2, conv 5x5x32 (leaky ReLU),

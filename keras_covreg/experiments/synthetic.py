@@ -98,7 +98,7 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
     )
     # Direct calls, not predict: predict traces a new tf.function for every
     # model, and a sweep of many runs would retrace the same code.
-    encoder = keras.Model(model.inputs, model.get_layer("code").output)
+    encoder = keras.Model(model.input, model.get_layer("code").output)
     code = keras.ops.convert_to_numpy(encoder(x, training=False))
     reconstruction = keras.ops.convert_to_numpy(model(x, training=False))
     mse = float(np.mean((reconstruction - x) ** 2))
@@ -140,7 +140,7 @@ def curves(results, config):
     """Means over projections: {regularizer: {metric: [...] by strength}}."""
     out = {}
     for name in config.regularizers:
-        curve = {"labels": [], "strength": []}
+        curve: dict[str, list] = {"labels": [], "strength": []}
         for strength in config.strengths:
             group = [r for r in results if r["strength"] == strength
                      and (strength == 0 or r["regularizer"] == name)]

@@ -84,7 +84,7 @@ def run_one(*, run_id, exp, config, seed, regularized):
                 config.tolerance * abs(losses[-2]), config.abs_tolerance):
             converged = True
             break
-    probe = keras.Model(model.inputs, [model.get_layer(n).output for n in LAYERS])
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in LAYERS])
     result = {
         "experiment": "xor", "seed": seed, "regularized": regularized,
         "solved": solved, "converged": converged, "steps": chunks * config.steps_per_chunk,
