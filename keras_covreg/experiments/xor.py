@@ -53,18 +53,48 @@ class Config:
 ADDS_RUNS = ("seeds",)
 
 
-def run_one(*, run_id, exp, config, seed, regularized):
+def _trainer(trainers, config, regularized):
+    """The compiled model of one setting, and its optimizer's starting state.
+
+    The seeds of a setting share one model, and so one traced training step:
+    a model per seed traced the same step again for every seed, and as XOR
+    runs converge in a few chunks TensorFlow warned of retracing. Each run
+    restores the starting state (`run_one`), so it trains as a fresh model.
+    """
+    import keras
+
+    from keras_covreg.experiments import models
+    from keras_covreg.regularizers import CovarianceRegularizer
+
+    if regularized not in trainers:
+        reg = CovarianceRegularizer(config.strength) if regularized else None
+        model = models.xor_mlp(hidden_regularizer=reg)
+        model.compile(keras.optimizers.Adam(config.learning_rate), "binary_crossentropy",
+                      steps_per_execution=config.steps_per_chunk)
+        model.optimizer.build(model.trainable_variables)
+        start = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
+        trainers[regularized] = (model, start)
+    return trainers[regularized]
+
+
+def run_one(*, run_id, exp, config, seed, regularized, trainers=None):
+    """Trains one seed of one setting; returns its numbers.
+
+    `trainers` is a dict shared by the runs of one invocation (`_trainer`);
+    None trains a model of its own.
+    """
     import keras
 
     from keras_covreg.callbacks import CovarianceMonitor
     from keras_covreg.experiments import models
-    from keras_covreg.regularizers import CovarianceRegularizer
 
+    model, start = _trainer({} if trainers is None else trainers, config, regularized)
+    # The initial weights of a model built right after seeding, as before the
+    # model was shared: the same numbers for the same seed.
     keras.utils.set_random_seed(config.seed * 1000 + seed)
-    reg = CovarianceRegularizer(config.strength) if regularized else None
-    model = models.xor_mlp(hidden_regularizer=reg)
-    model.compile(keras.optimizers.Adam(config.learning_rate), "binary_crossentropy",
-                  steps_per_execution=config.steps_per_chunk)
+    model.set_weights(models.xor_mlp().get_weights())
+    for variable, value in zip(model.optimizer.variables, start):
+        variable.assign(value)
     x = np.tile(data.XOR_INPUTS, (config.steps_per_chunk, 1))
     y = np.tile(data.XOR_TARGETS, (config.steps_per_chunk, 1))
     # One fit epoch = one chunk; every batch holds the four patterns.
@@ -162,4 +192,5 @@ def run(config, out, *, restart=False):
     `runner.OptionsMismatchError`.
     """
     return runner.run_sweep("xor", config, out, plan=plan, run_one=run_one, report=report,
-                            adds_runs=ADDS_RUNS, restart=restart)
+                            adds_runs=ADDS_RUNS, restart=restart,
+                            prepare=lambda c: {"trainers": {}})
