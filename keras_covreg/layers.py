@@ -97,7 +97,7 @@ class CovarianceRegularization(_CovarianceBasedLayer):
         ValueError: for a bad argument, activations of rank < 2, or a mask
             that does not fit the input (see `CovarianceRegularizer.penalty`).
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> layer = CovarianceRegularization(0.5)
         >>> x = np.array([[0.0, 0.0], [2.0, -2.0], [9.0, 9.0]], "float32")
@@ -118,7 +118,7 @@ class DeCovRegularization(_CovarianceBasedLayer):
     observations and denominator N. Arguments, shapes and errors as
     `CovarianceRegularization`.
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> layer = DeCovRegularization(1.0)
         >>> y = layer(np.array([[0.0, 0.0], [2.0, -2.0]], "float32"))
@@ -141,7 +141,7 @@ class ActivityL1Regularization(_PenaltyLayer):
         strength: a finite float >= 0.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
-    Example:
+    Examples:
         >>> import keras, numpy as np
         >>> layer = ActivityL1Regularization(0.5)
         >>> x = np.array([[1.0, -3.0], [100.0, 100.0]], "float32")

@@ -62,9 +62,9 @@ class DegenerateActivationsWarning(UserWarning):
 
 
 def covariance(activations: ArrayLike) -> np.ndarray:
-    """Sample covariance of activations, float64 (paper, Section 2.1).
+    r"""Sample covariance of activations, float64 (paper, Section 2.1).
 
-    ``C = (H - 1 h_bar)^T (H - 1 h_bar) / (N - 1)``.
+    $$C = \frac{1}{N - 1} (H - \mathbf{1}\bar{h})^\top (H - \mathbf{1}\bar{h})$$
 
     Args:
         activations: array of shape (n_samples, n_features), n_samples >= 2.
@@ -76,7 +76,7 @@ def covariance(activations: ArrayLike) -> np.ndarray:
         ValueError: if `activations` is not 2-D, has fewer than 2 samples or
             holds NaN or inf.
 
-    Example:
+    Examples:
         >>> covariance([[0.0, 1.0], [2.0, 3.0]]).tolist()
         [[2.0, 2.0], [2.0, 2.0]]
     """
@@ -114,7 +114,7 @@ def spectrum(activations: ArrayLike, *, basis: str = "pca",
     Returns:
         Array of shape (n_features,), sorted in decreasing order.
 
-    Example:
+    Examples:
         >>> spectrum([[4.0, 0.0], [0.0, 1.0]], basis="unit",
         ...          from_covariance=True).tolist()
         [4.0, 1.0]
@@ -129,9 +129,11 @@ def spectrum(activations: ArrayLike, *, basis: str = "pca",
 
 
 def l_sigma(activations: ArrayLike, *, from_covariance: bool = False) -> float:
-    """The paper's covariance penalty L_Sigma (eq. 1-2). Lower is less correlated.
+    r"""The paper's covariance penalty L_Sigma (eq. 1-2). Lower is less correlated.
 
-    ``L_Sigma = sum_ij |C_ij| / p^2``, diagonal included.
+    $$L_\Sigma = \frac{1}{p^2} \sum_{i,j=1}^{p} |C_{ij}| \qquad \text{(eq. 1-2)}$$
+
+    the diagonal included.
 
     Args:
         activations: array of shape (n_samples, n_features), or of shape
@@ -141,7 +143,7 @@ def l_sigma(activations: ArrayLike, *, from_covariance: bool = False) -> float:
     Returns:
         A float >= 0.
 
-    Example:
+    Examples:
         >>> l_sigma([[1.0, -0.5], [-0.5, 1.0]], from_covariance=True)
         0.75
     """
@@ -151,13 +153,15 @@ def l_sigma(activations: ArrayLike, *, from_covariance: bool = False) -> float:
 
 def covariance_variance_ratio(activations: ArrayLike, *,
                               from_covariance: bool = False) -> float:
-    """Covariance/variance ratio, CVR (Section 3.1). Lower is better; 1 is ideal.
+    r"""Covariance/variance ratio, CVR (Section 3.1). Lower is better; 1 is ideal.
 
-    ``CVR = sum_ij |C_ij| / tr(C)``, in [1, p]. The printed formula carries an
-    extra 1/p^2 that its stated optimum of 1 and Table 1's 20.00 (84 units)
-    rule out (see PAPER-NOTES). Sampling noise alone gives about
-    ``1 + (p - 1) sqrt(2 / (pi N))`` for independent units, so compare values
-    at equal N.
+    $$\mathrm{CVR} = \frac{\sum_{i,j=1}^{p} |C_{ij}|}{\operatorname{tr}(C)} \in [1, p]$$
+
+    The paper's formula (Section 3.1, unnumbered) carries an extra $1/p^2$
+    that its stated optimum of 1 and Table 1's 20.00 for an 84-unit code rule
+    out; the form above allows both. Sampling noise alone gives about
+    $1 + (p - 1)\sqrt{2 / (\pi N)}$ for independent units, so compare
+    values at equal N.
 
     Args:
         activations: array of shape (n_samples, n_features), or of shape
@@ -168,7 +172,7 @@ def covariance_variance_ratio(activations: ArrayLike, *,
         A float in [1, p], or NaN (with `DegenerateActivationsWarning`) when
         every unit is constant.
 
-    Example:
+    Examples:
         >>> covariance_variance_ratio([[1.0, 0.5], [0.5, 1.0]],
         ...                           from_covariance=True)
         1.5
@@ -182,9 +186,10 @@ def covariance_variance_ratio(activations: ArrayLike, *,
 
 
 def mean_abs_pearson(activations: ArrayLike, *, from_covariance: bool = False) -> float:
-    """Mean absolute Pearson correlation, MAPC (Section 3.1). Lower is better.
+    r"""Mean absolute Pearson correlation, MAPC (Section 3.1). Lower is better.
 
-    ``MAPC = 2 / (p^2 - p) sum_{i<j} |C_ij| / sqrt(C_ii C_jj)``, in [0, 1].
+    $$\mathrm{MAPC} = \frac{2}{p^2 - p} \sum_{i<j} \frac{|C_{ij}|}{\sqrt{C_{ii} C_{jj}}} \in [0, 1]$$
+
 
     Pairs that involve a unit of zero variance (below ``ZERO_VARIANCE_RTOL``
     times the largest variance) have no correlation and are left out of the
@@ -200,7 +205,7 @@ def mean_abs_pearson(activations: ArrayLike, *, from_covariance: bool = False) -
         A float in [0, 1], or NaN (with `DegenerateActivationsWarning`) when
         fewer than two units vary, so that no pair is left.
 
-    Example:
+    Examples:
         >>> mean_abs_pearson([[1.0, -0.5], [-0.5, 1.0]], from_covariance=True)
         0.5
     """
@@ -225,9 +230,11 @@ def mean_abs_pearson(activations: ArrayLike, *, from_covariance: bool = False) -
 
 def top_d_variance_ratio(activations: ArrayLike, d: int, *, basis: str = "pca",
                          from_covariance: bool = False) -> float:
-    """Top-d variance over total variance, TdV (Section 3.1). Higher is better.
+    r"""Top-d variance over total variance, TdV (Section 3.1). Higher is better.
 
-    ``TdV = sum_{k<=d} lambda_k / sum_k lambda_k``, in [0, 1]; with d the true
+    $$\mathrm{TdV} = \frac{\sum_{k=1}^{d} \lambda_k}{\sum_{k=1}^{p} \lambda_k} \in [0, 1]$$
+
+    with $\lambda_1 \ge \dots \ge \lambda_p$ the spectrum of the basis; with d the true
     dimension of the data, 1 means the representation uses no more than d
     dimensions.
 
@@ -242,7 +249,7 @@ def top_d_variance_ratio(activations: ArrayLike, d: int, *, basis: str = "pca",
         A float in [0, 1], or NaN (with `DegenerateActivationsWarning`) when
         every unit is constant.
 
-    Example:
+    Examples:
         >>> top_d_variance_ratio([[3.0, 0.0], [0.0, 1.0]], 1, basis="unit",
         ...                      from_covariance=True)
         0.75
@@ -258,10 +265,12 @@ def top_d_variance_ratio(activations: ArrayLike, d: int, *, basis: str = "pca",
 
 def utilized_dimensions(activations: ArrayLike, *, q: float = 0.9, basis: str = "pca",
                         from_covariance: bool = False) -> int:
-    """Utilized dimensions, UD_q (Section 3.1). Lower means a more compact code.
+    r"""Utilized dimensions, UD_q (Section 3.1). Lower means a more compact code.
 
     The fewest dimensions of the basis whose variances add up to at least a
-    fraction q of the total variance (UD_90 for q = 0.9).
+    fraction q of the total variance (UD_90 for q = 0.9):
+
+    $$\mathrm{UD}_q = \min \Big\{ k : \sum_{i=1}^{k} \lambda_i \ge q \sum_{i=1}^{p} \lambda_i \Big\}$$
 
     Args:
         activations: array of shape (n_samples, n_features), or of shape
@@ -274,7 +283,7 @@ def utilized_dimensions(activations: ArrayLike, *, q: float = 0.9, basis: str = 
         An int in [1, p]; 0 (with `DegenerateActivationsWarning`) when every
         unit is constant, since no dimension is needed to hold no variance.
 
-    Example:
+    Examples:
         >>> utilized_dimensions([[9.0, 0.0], [0.0, 1.0]], basis="unit",
         ...                     from_covariance=True)
         1
@@ -296,9 +305,11 @@ def utilized_dimensions(activations: ArrayLike, *, q: float = 0.9, basis: str = 
 
 def effective_rank(activations: ArrayLike, *, basis: str = "pca",
                    from_covariance: bool = False) -> float:
-    """Effective rank (Roy & Vetterli, 2007). Lower means a more compact code.
+    r"""Effective rank (Roy & Vetterli, 2007). Lower means a more compact code.
 
-    ``exp(-sum_k w_k log w_k)`` with ``w_k = lambda_k / sum lambda``: the
+    $$\operatorname{erank} = \exp\Big(-\sum_{k} w_k \log w_k\Big), \qquad w_k = \frac{\lambda_k}{\sum_j \lambda_j}$$
+
+    the
     exponential of the entropy of the normalized spectrum, in [1, p]; p for a
     flat spectrum, 1 when one dimension holds all the variance.
 
@@ -312,7 +323,7 @@ def effective_rank(activations: ArrayLike, *, basis: str = "pca",
         A float in [1, p], or NaN (with `DegenerateActivationsWarning`) when
         every unit is constant.
 
-    Example:
+    Examples:
         >>> effective_rank([[2.0, 0.0], [0.0, 2.0]], from_covariance=True)
         2.0
     """
@@ -328,9 +339,11 @@ def effective_rank(activations: ArrayLike, *, basis: str = "pca",
 
 def participation_ratio(activations: ArrayLike, *, basis: str = "pca",
                         from_covariance: bool = False) -> float:
-    """Participation ratio. Lower means a more compact code.
+    r"""Participation ratio. Lower means a more compact code.
 
-    ``(sum_k lambda_k)^2 / sum_k lambda_k^2``, in [1, p] (Gao et al., 2017,
+    $$\mathrm{PR} = \frac{\big(\sum_k \lambda_k\big)^2}{\sum_k \lambda_k^2} \in [1, p]$$
+
+    (Gao et al., 2017,
     "A theory of multineuronal dimensionality, dynamics and measurement").
 
     Args:
@@ -343,7 +356,7 @@ def participation_ratio(activations: ArrayLike, *, basis: str = "pca",
         A float in [1, p], or NaN (with `DegenerateActivationsWarning`) when
         every unit is constant.
 
-    Example:
+    Examples:
         >>> participation_ratio([[3.0, 0.0], [0.0, 1.0]], from_covariance=True)
         1.6
     """
@@ -370,7 +383,7 @@ def covariance_summary(cov: ArrayLike, *, d: int | None = None,
         and, when `d` is given, ``tdv_pca`` and ``tdv_unit``. Undefined values
         are NaN, without warnings.
 
-    Example:
+    Examples:
         >>> s = covariance_summary([[1.0, 0.0], [0.0, 1.0]], d=1)
         >>> s["cvr"], s["ud_unit"], s["tdv_pca"]
         (1.0, 2.0, 0.5)
@@ -407,7 +420,7 @@ class StreamingCovariance:
         n_features: the number of features, or None to take it from the first
             batch.
 
-    Example:
+    Examples:
         >>> acc = StreamingCovariance()
         >>> acc.update([[0.0, 1.0]]).update([[2.0, 3.0]])
         StreamingCovariance(count=2, n_features=2)

@@ -268,12 +268,15 @@ class _CovarianceBasedRegularizer(_ActivityRegularizer):
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
 class CovarianceRegularizer(_CovarianceBasedRegularizer):
-    """The covariance penalty L_Sigma of Kagebaeck & Mogren (eq. 1-2).
+    r"""The covariance penalty L_Sigma of Kagebaeck & Mogren (eq. 1-2).
 
     For a batch of outputs H of shape (N, p) with sample covariance
-    ``C = (H - 1 h_bar)^T (H - 1 h_bar) / (N - 1)``, the training loss receives
 
-        strength * L_Sigma,   L_Sigma = sum_{i,j=1..p} |C_ij| / p^2,
+    $$C = \frac{1}{N - 1} (H - \mathbf{1}\bar{h})^\top (H - \mathbf{1}\bar{h}),$$
+
+    the training loss receives $\lambda L_\Sigma$ ($\lambda$ = `strength`), with
+
+    $$L_\Sigma = \frac{1}{p^2} \sum_{i,j=1}^{p} |C_{ij}| \qquad \text{(eq. 1-2)}$$
 
     the diagonal included, so the penalty also shrinks variances and switches
     unneeded units off. A batch of one gives 0.
@@ -300,7 +303,7 @@ class CovarianceRegularizer(_CovarianceBasedRegularizer):
             single device or under JAX's ``DataParallel`` (which already shows
             the regularizer the global batch).
 
-    Example:
+    Examples:
         >>> import keras
         >>> layer = keras.layers.Dense(
         ...     84, activity_regularizer=CovarianceRegularizer(0.08))
@@ -320,16 +323,16 @@ class CovarianceRegularizer(_CovarianceBasedRegularizer):
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
 class DeCovRegularizer(_CovarianceBasedRegularizer):
-    """DeCov, the penalty of Cogswell et al. (ICLR 2016, "Reducing overfitting
+    r"""DeCov, the penalty of Cogswell et al. (ICLR 2016, "Reducing overfitting
     in deep networks by decorrelating representations", eq. 1).
 
-        strength * 1/2 (||C||_F^2 - ||diag(C)||_2^2),
+    $$\lambda \cdot \frac{1}{2} \left(\|C\|_F^2 - \|\operatorname{diag}(C)\|_2^2\right) \qquad \text{(Cogswell et al., eq. 1)}$$
 
-    with, as in that paper, ``C = (H - 1 h_bar)^T (H - 1 h_bar) / N``. Only the
+    with, as in that paper, $C = \frac{1}{N} (H - \mathbf{1}\bar{h})^\top (H - \mathbf{1}\bar{h})$. Only the
     off-diagonal covariances are penalized, and squared. Arguments as
     `CovarianceRegularizer`.
 
-    Example:
+    Examples:
         >>> import keras
         >>> reg = DeCovRegularizer(1.0)
         >>> float(reg.penalty(keras.ops.convert_to_tensor(
@@ -350,9 +353,11 @@ class DeCovRegularizer(_CovarianceBasedRegularizer):
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
 class ActivityL1Regularizer(_ActivityRegularizer):
-    """L1 activity penalty normalized by the number of activations.
+    r"""L1 activity penalty normalized by the number of activations.
 
-        strength * mean(|h|)   over every element of the batch,
+    $$\lambda \cdot \frac{1}{n} \sum_{k=1}^{n} |h_k|$$
+
+    over all $n$ elements $h_k$ of the batch,
 
     so its scale depends neither on the layer's width nor on the batch size,
     on every Keras release (Keras's own ``L1`` returns a sum, which 3.14 and
@@ -363,7 +368,7 @@ class ActivityL1Regularizer(_ActivityRegularizer):
     Args:
         strength: a finite float >= 0.
 
-    Example:
+    Examples:
         >>> import keras
         >>> reg = ActivityL1Regularizer(0.5)
         >>> float(reg.penalty(keras.ops.convert_to_tensor([[1.0, -3.0]])))

@@ -55,7 +55,7 @@ def test_monitor_metrics_are_unaffected(mirrored):
 
 @pytest.mark.xfail(strict=True, reason=(
     "Keras bug: with a cross-replica all-reduce in the forward pass, the reported "
-    "loss is off by a multiple of the activity penalty (docs/keras-reported-loss.md). "
+    "loss is off by a multiple of the activity penalty (docs/notes/keras-reported-loss.md). "
     "When this passes, Keras has fixed it: remove the xfail."))
 def test_keras_reported_loss_matches_single_device(mirrored):
     assert mirrored["loss_sync"] == pytest.approx(mirrored["loss_single"], rel=1e-5)

@@ -1,4 +1,4 @@
-"""Every ```python block of README.md and docs/*.md runs, so none can go stale.
+"""Every ```python block of README.md and docs/**/*.md runs, so none can go stale.
 
 The blocks of one page run in order in one namespace, as a reader would type
 them, in a temporary directory. Bash and output blocks are not run. A block
@@ -15,7 +15,7 @@ import keras
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 # A fenced block, possibly indented (in a list item): indent, language, code.
 FENCE = re.compile(r"^([ \t]*)```([^\n`]*)\n(.*?)^\1```[ \t]*$", re.MULTILINE | re.DOTALL)
 # The comment that may stand right before a block; it cannot span two comments.

@@ -34,7 +34,7 @@ def projected_sources(n_samples, input_dim, *, seed, source_stds=SOURCE_STDS):
         ``(x, z)``: float32 arrays of shape (n_samples, input_dim) and
         (n_samples, d).
 
-    Example:
+    Examples:
         >>> x, z = projected_sources(5, 20, seed=0)
         >>> x.shape, z.shape
         ((5, 20), (5, 4))

@@ -11,7 +11,7 @@ from keras_covreg import _validation
 if TYPE_CHECKING:
     import keras
 
-# Section 3.4: an 84-unit code; the rest is our reading (PAPER-NOTES): two
+# Section 3.4: an 84-unit code; the rest is our reading of its text: two
 # conv + two dense layers in the encoder, the mirror image in the decoder,
 # 540,583 parameters for 32x32x3 inputs.
 CONV_CODE_UNITS = 84
@@ -31,7 +31,7 @@ def linear_autoencoder(input_dim: int, *, code_units: int = 10,
     Returns:
         An uncompiled `keras.Model` from (input_dim,) to (input_dim,).
 
-    Example:
+    Examples:
         >>> linear_autoencoder(20).count_params()
         430
     """
@@ -59,7 +59,7 @@ def xor_mlp(*, hidden_units: int = 4, hidden_regularizer: Any = None) -> "keras.
     Returns:
         An uncompiled `keras.Model` from (2,) to a probability of shape (1,).
 
-    Example:
+    Examples:
         >>> xor_mlp().count_params()
         37
     """
@@ -100,7 +100,7 @@ def conv_autoencoder(
     Returns:
         An uncompiled `keras.Model` mapping images to reconstructions.
 
-    Example:
+    Examples:
         >>> conv_autoencoder().count_params()
         540583
     """
