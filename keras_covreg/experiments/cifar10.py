@@ -228,8 +228,14 @@ def report(exp, results, config, seconds):
         for row in ("l_sigma", "l1"):
             group = sorted((r for r in sweep if r["regularizer"] == row),
                            key=lambda r: r["strength"])
+            strengths = [r["strength"] for r in group]
             curves[LABELS[row]] = {
-                "x": [r["mse"] for r in group], "labels": [f"{r['strength']:.3g}" for r in group],
+                "x": [r["mse"] for r in group], "strength": strengths,
+                # A few lambdas written beside their points (all 11 ran into
+                # each other): the smallest, Table 1's and the largest.
+                "labels": [f"λ={s:.3g}" if s in (min(strengths), config.strength,
+                                                  max(strengths)) else ""
+                           for s in strengths],
                 "cvr": [r["cvr"] for r in group], "ud_pca": [r["ud_pca"] for r in group],
             }
         _plots.save_png_file(

@@ -136,6 +136,44 @@ def plan(config):
     return runs
 
 
+def strength_label(name, strength, config):
+    """The label of one point of Figures 2 and 3: a few lambdas, not all.
+
+    Only the smallest and largest strength above 0, and lambda = 0 once (the
+    curves share that point), are written beside their points: nine labels
+    per curve ran into each other. The table of the summary has every value.
+    """
+    positive = [s for s in config.strengths if s > 0]
+    if strength == 0:
+        return "λ=0" if name == config.regularizers[0] else ""
+    if positive and strength in (min(positive), max(positive)):
+        return f"λ={strength:.3g}"
+    return ""
+
+
+# Training-loss curves in the convergence figure: no penalty, and each
+# penalty at its smallest, middle and largest strength (all 17 of the
+# default sweep hid each other and their legend).
+CONVERGENCE_STRENGTHS = 3
+
+
+def convergence_curves(results, config):
+    """{readable name: (passes, training loss)} of projection 0, a few runs."""
+    positive = sorted(s for s in config.strengths if s > 0)
+    step = max(1, (len(positive) - 1) // (CONVERGENCE_STRENGTHS - 1))
+    shown = set(positive[::step][: CONVERGENCE_STRENGTHS - 1] + positive[-1:])
+    out = {}
+    for r in sorted(results, key=lambda r: (r["regularizer"] != "none", r["regularizer"],
+                                             r["strength"])):
+        if r["projection"] != 0 or (r["strength"] > 0 and r["strength"] not in shown):
+            continue
+        name = (f"{LABELS[r['regularizer']]}, λ={r['strength']:.3g}" if r["strength"] > 0
+                else "no penalty")
+        passes = np.arange(1, len(r["loss_history"]) + 1) * config.passes_per_fit_epoch
+        out[name] = (passes, r["loss_history"])
+    return out
+
+
 def curves(results, config):
     """Means over projections: {regularizer: {metric: [...] by strength}}."""
     out = {}
@@ -144,7 +182,7 @@ def curves(results, config):
         for strength in config.strengths:
             group = [r for r in results if r["strength"] == strength
                      and (strength == 0 or r["regularizer"] == name)]
-            curve["labels"].append(f"{strength:.3g}")
+            curve["labels"].append(strength_label(name, strength, config))
             curve["strength"].append(strength)
             for key in ("mse", "mapc", "cvr", "tdv_unit", "tdv_pca", "ud_unit",
                         "ud_pca", "effective_rank", "loss_change_last_10pct"):
@@ -170,14 +208,10 @@ def report(exp, results, config, seconds):
                 ("ud_unit", "UD90 (units)")],
             title=f"Figure 3: dimensionality vs MSE (mean of {n_proj} projections)"),
         exp.figure_path("figure3_tdv_ud.png"))
-    loss_curves = {
-        r["run_id"]: (np.arange(1, len(r["loss_history"]) + 1) * config.passes_per_fit_epoch,
-                      r["loss_history"])
-        for r in results if r["projection"] == 0
-    }
     _plots.save_png_file(
-        _plots.curves_figure(loss_curves, title="Training loss, projection 0",
-                             xlabel="epoch", ylabel="loss"),
+        _plots.curves_figure(convergence_curves(results, config),
+                             title="Training loss, projection 0",
+                             xlabel="passes over the data", ylabel="training loss"),
         exp.figure_path("convergence.png"))
     rows = []
     for label, curve in c.items():

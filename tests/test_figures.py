@@ -1,0 +1,366 @@
+"""Every figure is legible: no text on text, nothing cut off, no legend on the data.
+
+Renders each figure function of `keras_covreg._plots` and each experiment's
+figures (through its `report`, on made-up results) on tiny data, and checks
+what was actually drawn, in pixels:
+
+* no two pieces of text overlap (tick labels, axis labels, titles, legend
+  entries, annotations, colour-bar labels);
+* every piece of text lies inside the figure (nothing clipped at an edge);
+* an axis that draws tick labels has a label, the colour bars included;
+* no legend covers a data point (a line's vertices, the top of a bar).
+"""
+
+import contextlib
+import inspect
+import math
+import types
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from keras_covreg import _plots, metrics  # noqa: E402
+
+# Pixels two boxes may share, or a box may stick out of the figure, before it
+# counts: anti-aliasing and round-off, not a visible overlap.
+TOLERANCE_PX = 1.0
+
+
+@contextlib.contextmanager
+def drawn_texts(found):
+    """Records (text artist, its window extent) of every text drawn inside."""
+    original = Text.draw
+
+    def draw(self, renderer):
+        original(self, renderer)
+        if self.get_visible() and self.get_text().strip():
+            found.append((self, self.get_window_extent(renderer)))
+
+    Text.draw = draw
+    try:
+        yield found
+    finally:
+        Text.draw = original
+
+
+def render(fig):
+    """Draws `fig`; returns [(text, window extent), ...] of what was drawn."""
+    texts = []
+    with drawn_texts(texts):
+        fig.canvas.draw()
+    return texts
+
+
+def overlap_px(a, b):
+    """Width and height, in pixels, of the intersection of two boxes."""
+    return (min(a.x1, b.x1) - max(a.x0, b.x0), min(a.y1, b.y1) - max(a.y0, b.y0))
+
+
+def describe(text):
+    return f"{text.get_text()!r} at ({text.get_window_extent().x0:.0f}, " \
+           f"{text.get_window_extent().y0:.0f})"
+
+
+def layout_problems(fig):
+    """Every legibility problem of `fig`, in words; [] when there is none."""
+    texts = render(fig)
+    problems = []
+    width, height = fig.canvas.get_width_height()
+    for text, box in texts:
+        if (box.x0 < -TOLERANCE_PX or box.y0 < -TOLERANCE_PX
+                or box.x1 > width + TOLERANCE_PX or box.y1 > height + TOLERANCE_PX):
+            problems.append(f"clipped at the figure's edge ({width}x{height}): "
+                            f"{describe(text)}")
+    for i, (a, box_a) in enumerate(texts):
+        for b, box_b in texts[i + 1:]:
+            w, h = overlap_px(box_a, box_b)
+            if w > TOLERANCE_PX and h > TOLERANCE_PX:
+                problems.append(f"overlap: {describe(a)} and {describe(b)}")
+    drawn = {id(t) for t, _ in texts}
+    for ax in fig.axes:
+        for axis, label in ((ax.xaxis, ax.get_xlabel()), (ax.yaxis, ax.get_ylabel())):
+            ticks = [t for t in axis.get_ticklabels(which="both") if id(t) in drawn]
+            if ticks and not label.strip():
+                problems.append(f"an axis with tick labels has no label: "
+                                f"{axis.axis_name} of axes {ax.get_label() or ax.get_title()!r}")
+        problems += legend_on_data(ax)
+    return problems
+
+
+def data_points(ax):
+    """Display coordinates of the data an axes shows: line vertices, bar tops."""
+    points = []
+    for line in ax.get_lines():
+        if isinstance(line, Line2D) and line.get_visible() and line.get_label() != "_nolegend_":
+            xy = np.column_stack(line.get_data()).astype(float)
+            # Reference lines (axvline, axhline) span the axes in axes coordinates.
+            if line.get_transform() != ax.transData:
+                continue
+            points.append(ax.transData.transform(xy[np.isfinite(xy).all(axis=1)]))
+    for patch in ax.patches:
+        if isinstance(patch, Patch) and patch.get_visible():
+            vertices = patch.get_path().vertices
+            if len(vertices):
+                points.append(patch.get_transform().transform(vertices))
+    return np.concatenate(points) if points else np.empty((0, 2))
+
+
+def legend_on_data(ax):
+    legend = ax.get_legend()
+    if legend is None or not legend.get_visible():
+        return []
+    box = legend.get_window_extent()
+    inside = [p for p in data_points(ax)
+              if box.x0 + TOLERANCE_PX < p[0] < box.x1 - TOLERANCE_PX
+              and box.y0 + TOLERANCE_PX < p[1] < box.y1 - TOLERANCE_PX]
+    return [f"the legend of axes {ax.get_title()!r} covers {len(inside)} data points"] \
+        if inside else []
+
+
+def assert_legible(fig):
+    problems = layout_problems(fig)
+    assert not problems, "\n".join(problems)
+
+
+# -- The checker itself: each rule fails on a figure that breaks it -----------
+
+
+def bare_figure(size=(3.0, 2.0)):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=80)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def test_checker_sees_overlapping_text():
+    fig = bare_figure()
+    ax = fig.add_subplot(xlabel="x", ylabel="y")
+    ax.annotate("lambda = 0.001", (0.5, 0.5))
+    ax.annotate("lambda = 0.002", (0.51, 0.5))
+    assert any("overlap" in p for p in layout_problems(fig))
+
+
+def test_checker_sees_clipped_text():
+    fig = bare_figure()
+    ax = fig.add_subplot(xlabel="x", ylabel="y")
+    fig.subplots_adjust(left=0.0)  # the y tick labels and label fall off the edge
+    assert any("clipped" in p for p in layout_problems(fig))
+
+
+def test_checker_sees_a_missing_axis_label_and_a_covering_legend():
+    fig = bare_figure()
+    ax = fig.add_subplot(xlabel="x")
+    ax.plot([0, 1, 2], [0.9, 0.9, 0.9], label="a long legend entry here")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    problems = layout_problems(fig)
+    assert any("has no label" in p for p in problems)
+    assert any("legend" in p for p in problems)
+
+
+def test_checker_passes_a_clean_figure():
+    fig = bare_figure((4.0, 3.0))
+    ax = fig.add_subplot(xlabel="epoch", ylabel="loss")
+    ax.plot([0, 1, 2], [3, 2, 1], label="loss")
+    ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.0))
+    ax.set_ylim(0, 6)
+    fig.tight_layout()
+    assert layout_problems(fig) == []
+
+
+# -- Tiny data ----------------------------------------------------------------
+
+
+def tiny_covariance(p, seed=0):
+    h = np.random.default_rng(seed).normal(size=(50, p)) * np.linspace(2.0, 0.01, p)
+    return metrics.covariance(h)
+
+
+# The paper's grids: Section 3.2 (0 and 8 values log-spaced in [0.001, 1]) and
+# Figure 6 (0.01 * 2^k, k = 0..10).
+SYNTHETIC_STRENGTHS = (0.0, *np.logspace(-3, 0, 8))
+SWEEP_STRENGTHS = tuple(0.01 * 2.0**k for k in range(11))
+
+
+def tradeoff_curves(strengths, keys, seed=0):
+    """Two curves whose points crowd like the paper's: MSE over 4 decades."""
+    rng = np.random.default_rng(seed)
+    curves = {}
+    for name, scale in (("L_Sigma", 1.0), ("L1", 3.0)):
+        mse = np.sort(1e-8 * scale * 10 ** (4 * rng.random(len(strengths))))
+        curve = {"x": list(mse), "strength": list(strengths),
+                 "labels": [f"{s:.3g}" for s in strengths]}
+        for key in keys:
+            curve[key] = list(1 + rng.random(len(strengths)))
+        curves[name] = curve
+    return curves
+
+
+# Every figure function of _plots, with tiny arguments. A new one must be added
+# here (test_every_figure_function_is_checked).
+FIGURE_CASES = {
+    "matrix_figure": lambda: _plots.matrix_figure(
+        tiny_covariance(10), title="code: covariance, epoch 3", label="covariance"),
+    "spectrum_figure": lambda: _plots.spectrum_figure(
+        metrics.spectrum(tiny_covariance(10), from_covariance=True),
+        metrics.spectrum(tiny_covariance(10), basis="unit", from_covariance=True),
+        title="code: spectrum, epoch 3"),
+    "covariance_figures": lambda: _plots.covariance_figures(
+        tiny_covariance(84), name="code", when="epoch 12", n_samples=10000,
+        correlation=np.corrcoef(np.random.default_rng(1).normal(size=(50, 84)).T)),
+    "tradeoff_figure": lambda: _plots.tradeoff_figure(
+        tradeoff_curves(SYNTHETIC_STRENGTHS, ("mapc", "cvr")), [("mapc", "MAPC"), ("cvr", "CVR")],
+        title="Figure 2: residual correlation vs MSE (mean of 10 projections)"),
+    "curves_figure": lambda: _plots.curves_figure(
+        {f"L_Sigma, lambda={s:.3g}": (np.arange(1, 51) * 10, np.geomspace(1, 1e-3 * (k + 1), 50))
+         for k, s in enumerate(SYNTHETIC_STRENGTHS)},
+        title="Training loss, projection 0", xlabel="epoch", ylabel="loss"),
+}
+
+
+def figure_functions():
+    return sorted(name for name, f in inspect.getmembers(_plots, inspect.isfunction)
+                  if f.__module__ == _plots.__name__ and not name.startswith("_")
+                  and (name.endswith("_figure") or name.endswith("_figures")))
+
+
+def test_every_figure_function_is_checked():
+    assert set(figure_functions()) <= set(FIGURE_CASES), (
+        "add the new figure function to FIGURE_CASES")
+
+
+def figures_of(result):
+    return list(result.values()) if isinstance(result, dict) else [result]
+
+
+# Some cases fail because of keras_covreg/_plots.py itself (issue 11, point 7):
+# the fix proposed for it is in the report of issue 11, not applied here, since
+# another change to that file is under way. Not xfail: they must be seen failing.
+@pytest.mark.parametrize("name", sorted(FIGURE_CASES))
+def test_plots_figure_is_legible(name):
+    for fig in figures_of(FIGURE_CASES[name]()):
+        assert_legible(fig)
+
+
+# -- The experiments' figures, through their reports --------------------------
+
+
+@pytest.fixture
+def captured_figures(monkeypatch, tmp_path):
+    """Figures the experiments save, by file name, instead of PNG files."""
+    saved = {}
+    monkeypatch.setattr(_plots, "save_png_file",
+                        lambda fig, path: saved.__setitem__(str(path).split("/")[-1], fig))
+    exp = types.SimpleNamespace(figure_path=lambda name: str(tmp_path / name),
+                                write_summary=lambda text: None)
+    return saved, exp
+
+
+def synthetic_results(config):
+    rng = np.random.default_rng(0)
+    results = []
+    for projection in range(config.projections):
+        for name in config.regularizers:
+            for strength in config.strengths:
+                if strength == 0 and name != config.regularizers[0]:
+                    continue
+                loss = list(np.geomspace(1.0, 1e-4 + strength * 1e-3, 50))
+                results.append({
+                    "run_id": f"p{projection}_{name if strength else 'none'}_{strength:.6g}",
+                    "projection": projection, "strength": strength,
+                    "regularizer": name if strength > 0 else "none",
+                    "mse": 1e-8 * 10 ** (4 * rng.random()) * (1 + strength),
+                    "loss_history": loss, "loss_change_last_10pct": 1e-3,
+                    **{k: float(v) for k, v in zip(
+                        ("mapc", "cvr", "tdv_unit", "tdv_pca", "ud_unit", "ud_pca",
+                         "effective_rank"), 1 + rng.random(7))},
+                })
+    return results
+
+
+# Fails on keras_covreg/_plots.py as it stands (tradeoff_figure's labels and
+# log-axis minor tick labels run together): see the fix proposed in issue 11.
+def test_synthetic_figures_are_legible(captured_figures):
+    from keras_covreg.experiments import synthetic
+
+    saved, exp = captured_figures
+    config = synthetic.Config(projections=2)
+    synthetic.report(exp, synthetic_results(config), config, seconds=60.0)
+    assert set(saved) == {"figure2_mapc_cvr.png", "figure3_tdv_ud.png", "convergence.png"}
+    for name, fig in sorted(saved.items()):
+        problems = layout_problems(fig)
+        assert not problems, name + ":\n" + "\n".join(problems)
+
+
+def cifar10_results(config):
+    rng = np.random.default_rng(0)
+    row = lambda **kw: {  # noqa: E731
+        "cvr": 5 + rng.random(), "ud_pca": 60 + rng.random(), "ud_unit": 70.0,
+        "mse": 0.007 * (1 + rng.random()), "mapc": 0.05, "tdv_pca": 0.3,
+        "effective_rank": 60.0, "epochs": 30, "parameters": 540_583, "seconds": 30.0, **kw}
+    results = [row(run_id=f"{r}_seed0", regularizer=r, strength=config.strength, seed=0)
+               for r in config.rows]
+    results += [row(run_id=f"sweep_{r}_{s:.4g}", regularizer=r, strength=s, seed=0)
+                for r in ("l_sigma", "l1") for s in config.sweep_strengths]
+    return results
+
+
+# Fails on keras_covreg/_plots.py as it stands, like the synthetic figures.
+def test_cifar10_figures_are_legible(captured_figures):
+    from keras_covreg.experiments import cifar10
+
+    saved, exp = captured_figures
+    config = cifar10.Config(seeds=1, sweep=True)
+    cifar10.report(exp, cifar10_results(config), config, seconds=60.0)
+    assert set(saved) == {"figure6_sweep.png"}
+    assert_legible(saved["figure6_sweep.png"])
+
+
+def xor_results():
+    rng = np.random.default_rng(0)
+    results = []
+    for regularized in (True, False):
+        for seed in range(2):
+            result = {"run_id": f"{'l_sigma' if regularized else 'none'}_seed{seed:02d}",
+                      "regularized": regularized, "seed": seed, "solved": True,
+                      "converged": True, "minimal": regularized,
+                      "hidden_1_active": 2 if regularized else 4,
+                      "hidden_2_active": 1 if regularized else 4}
+            for layer in ("hidden_1", "hidden_2"):
+                h = rng.normal(size=(4, 4)) * (np.array([1e-2, 1e-2, 1e-5, 1e-6])
+                                               if regularized else 0.2)
+                result[f"{layer}_covariance"] = metrics.covariance(h).tolist()
+            results.append(result)
+    return results
+
+
+# The XOR figures are drawn by _plots.covariance_figures alone; a failure
+# here is _plots.py's (the spectrum's offset text, e.g. "1e-4", under its legend).
+def test_xor_figures_are_legible(captured_figures):
+    from keras_covreg.experiments import xor
+
+    saved, exp = captured_figures
+    xor.report(exp, xor_results(), xor.Config(seeds=2), seconds=60.0)
+    assert len(saved) == 8
+    for name, fig in sorted(saved.items()):
+        problems = layout_problems(fig)
+        assert not problems, name + ":\n" + "\n".join(problems)
+
+
+# Fails on keras_covreg/_plots.py as it stands (80 dpi, 672 px): see issue 11.
+def test_experiment_figures_are_wide_enough():
+    # Shown in the docs at the width of the page's text column (about 700 px
+    # in mkdocs-material): a figure must carry at least that many pixels.
+    for name in ("tradeoff_figure", "curves_figure"):
+        fig = figures_of(FIGURE_CASES[name]())[0]
+        width, _ = fig.canvas.get_width_height()
+        assert width >= 700, (name, width)
+    assert math.isfinite(_plots.DPI)
