@@ -482,3 +482,30 @@ def test_verbose_is_an_option_of_every_command():
     for command in COMMANDS:
         assert cli.build_parser().parse_args([command, "--verbose"]).verbose
         assert not cli.build_parser().parse_args([command]).verbose
+
+
+# The lines TensorFlow writes to a terminal when it starts (issue 11).
+BACKEND_NOISE = ("cuInit", "cpu_feature_guard", "oneDNN", "absl::InitializeLog",
+                 "cuda drivers")
+
+
+def demo_stderr(*flags):
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_covreg.experiments.cli", "demo", "--epochs", "1",
+         "--n-samples", "20", *flags], capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+        check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "metrics of the code" in result.stdout
+    return result.stderr
+
+
+@pytest.mark.skipif(os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+                    reason="TensorFlow's start-up lines")
+def test_backend_start_up_lines_only_with_verbose():
+    assert not [line for line in demo_stderr().splitlines()
+                if any(word in line for word in BACKEND_NOISE)]
+    # With --verbose they are there: the check above can see them.
+    assert any(word in demo_stderr("--verbose") for word in BACKEND_NOISE)

@@ -21,6 +21,7 @@ kept out of the terminal (`quiet_backend_logs`).
 """
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -343,13 +344,37 @@ QUIET_LOGGERS = ("tensorflow", "absl", "jax._src.xla_bridge")
 def quiet_backend_logs():
     """Keeps the backends' start-up log lines out of the terminal.
 
-    Call before Keras is imported. Values a user has set in the environment
-    are kept.
+    Call before Keras is imported: sets `QUIET_ENVIRONMENT` (values a user has
+    set in the environment are kept) and `QUIET_LOGGERS`, then imports Keras,
+    and so its backend, with the process's standard error sent to
+    /dev/null. TensorFlow 2.21 writes some lines while its libraries load,
+    before its log level is read ("oneDNN custom operations are on", "Could
+    not find cuda drivers"); only this keeps them out. An error raised by the
+    import is still raised, after standard error is back.
     """
     for name, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    if "keras" not in sys.modules:
+        with _stderr_to_devnull():
+            import keras  # noqa: F401
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Sends file descriptor 2, which C++ libraries write to, to /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
 
 
 def _config(config_cls, args):
