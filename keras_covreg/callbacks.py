@@ -4,16 +4,24 @@ Data flows one way: probe data -> model -> watched layers' activations ->
 `StreamingCovariance` -> metrics -> TensorBoard event files and epoch logs.
 """
 
+from __future__ import annotations
+
 import contextlib
 import itertools
 import math
 import os
+import re
 import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import functools
 
 import keras
 import numpy as np
 
 from keras_covreg import _compat, _events, _validation, metrics
+from keras_covreg.layers import _PenaltyLayer
 from keras_covreg.regularizers import SPATIAL_MODES
 
 __all__ = ["CovarianceMonitor"]
@@ -42,8 +50,20 @@ class CovarianceMonitor(keras.callbacks.Callback):
       ``tdv_unit`` (see `keras_covreg.metrics`);
     * images ``covariance`` and ``correlation`` (heatmaps centred on zero) and
       ``spectrum`` (the sorted variances on both bases), the pictures of the
-      paper's Figures 4 and 5;
-    * a histogram ``unit_variance``.
+      paper's Figures 4 and 5, every `image_freq` epochs. The covariance
+      colour scale is `covariance_limit`, or else fixed per layer at the first
+      picture's max |C|, so that pictures of a run compare; correlation is
+      always on [-1, 1];
+    * a histogram ``unit_variance`` (ceil(sqrt(p)) buckets, at most 30);
+    * a text ``config`` (the layer, its penalty, the probe, `true_dim`), and
+      a Custom Scalars layout per layer: CVR, MAPC and UD of every run beside
+      ``epoch_loss``.
+
+    Every tag carries a description (what it is, its range, which way is
+    better, N), which TensorBoard shows beside its chart. With `hparams`, the
+    run is also a session of the HParams dashboard; with
+    `projector_samples`, the activations of the first probe samples go to
+    the Projector.
 
     **Which samples.** With `data`, those samples (at most `max_samples`),
     every `freq` epochs. With ``data=None``, exactly the batches on which
@@ -77,9 +97,12 @@ class CovarianceMonitor(keras.callbacks.Callback):
     callback uses; the measurement before training is at step -1. The same
     scalars are added to the epoch `logs` as ``<log_prefix><layer>_<metric>``
     (e.g. ``val_code_cvr``), where `History`, `CSVLogger`, `EarlyStopping` and
-    Keras's `TensorBoard` see them if they come after this callback in the
-    list (lower is better for every metric but TdV: give ``mode="min"`` to
-    `EarlyStopping`). The last measurement stays in `covariances`,
+    `ReduceLROnPlateau` see them if they come after this callback in the list
+    (lower is better for every metric but TdV: give ``mode="min"`` to
+    `EarlyStopping`). Keras's `TensorBoard` callback would write each of them
+    again, as ``epoch_<layer>_<metric>``: while `fit` runs, the monitor hides
+    its keys from every `keras.callbacks.TensorBoard` after it in the list
+    (one before it never sees them), so each metric appears once. The last measurement stays in `covariances`,
     `correlations` and `results`, dicts keyed by layer name. Event files are
     flushed after every measurement.
 
@@ -106,14 +129,35 @@ class CovarianceMonitor(keras.callbacks.Callback):
         channel_axis: the channel axis for ``"channels"``, an integer other
             than 0. Defaults to -1.
         images: whether to write the heatmaps and spectra. Defaults to True.
+        image_freq: write the pictures on the measured epochs whose number
+            (epoch + 1) is a multiple of `image_freq`, and at the starting
+            point. Defaults to 1.
+        covariance_limit: the covariance heatmap's colour scale runs from
+            -covariance_limit to +covariance_limit (a finite number > 0);
+            give the same value to runs you compare. Defaults to None: fixed
+            per layer at the first picture's max |C|.
         log_prefix: prefix of the keys added to the epoch logs. Defaults to
             ``"val_"``.
+        hparams: the run's hyperparameters, {name: bool, int, float or str},
+            written to `log_dir` at the start of training as a session of
+            TensorBoard's HParams dashboard (give each run its own `log_dir`);
+            the monitor's scalars are its metrics. Defaults to None.
+        projector_samples: how many probe samples' activations (the first
+            ones, in probe order) to write for TensorBoard's Projector at
+            each measurement; outputs of rank > 2 are averaged over positions
+            with ``spatial_mode="channels"``. 0 (default) writes none.
+        projector_labels: one label per probe sample, in probe order (e.g.
+            class names), shown as the Projector's metadata. Needs
+            `projector_samples` > 0.
 
     Raises:
         ValueError: at construction for a bad argument (no layers, empty data,
             `max_samples` < 2, ...); at `on_train_begin` for a layer that is
             not in the model; at the first measurement for probe `data` that
-            yields no samples.
+            yields no samples, or fewer `projector_labels` than samples kept
+            for the Projector.
+        TypeError: at construction for `hparams` that are not a dict of
+            plain values.
 
     Warns:
         UserWarning: when training ends and nothing was measured (``data=None``
@@ -121,7 +165,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
             on a layer inside ``TimeDistributed``, which Keras never applies;
             once per layer and cause for undefined metrics.
 
-    Example:
+    Examples:
         >>> import numpy as np, keras, tempfile
         >>> model = keras.Sequential([keras.Input((3,)),
         ...                           keras.layers.Dense(4, name="code")])
@@ -137,21 +181,26 @@ class CovarianceMonitor(keras.callbacks.Callback):
 
     def __init__(
         self,
-        layers,
-        data=None,
+        layers: str | keras.layers.Layer | Sequence[str | keras.layers.Layer],
+        data: Any = None,
         *,
-        log_dir="logs",
-        run="validation",
-        freq=1,
-        max_samples=None,
-        batch_size=256,
-        true_dim=None,
-        q=0.9,
-        spatial_mode="channels",
-        channel_axis=-1,
-        images=True,
-        log_prefix="val_",
-    ):
+        log_dir: str | os.PathLike[str] = "logs",
+        run: str = "validation",
+        freq: int = 1,
+        max_samples: int | None = None,
+        batch_size: int = 256,
+        true_dim: int | None = None,
+        q: float = 0.9,
+        spatial_mode: str = "channels",
+        channel_axis: int = -1,
+        images: bool = True,
+        image_freq: int = 1,
+        covariance_limit: float | None = None,
+        log_prefix: str = "val_",
+        hparams: Mapping[str, bool | int | float | str] | None = None,
+        projector_samples: int = 0,
+        projector_labels: Sequence[Any] | None = None,
+    ) -> None:
         super().__init__()
         self._layer_specs = _layer_list(layers)
         self.data = _check_data(data)
@@ -173,34 +222,102 @@ class CovarianceMonitor(keras.callbacks.Callback):
         )
         self.channel_axis = _validation.check_channel_axis(channel_axis)
         self.images = bool(images)
+        self.image_freq = _validation.check_int_in_range("image_freq", image_freq, 1, 2**31)
+        if covariance_limit is not None:
+            covariance_limit = _validation.check_finite_nonnegative(
+                "covariance_limit", covariance_limit)
+            if covariance_limit == 0:
+                raise ValueError(
+                    "`covariance_limit` must be > 0 (the colour scale runs from "
+                    "-covariance_limit to +covariance_limit). Received: covariance_limit=0"
+                )
+        self.covariance_limit = covariance_limit
         self.log_prefix = log_prefix
-        self.covariances = {}
-        self.correlations = {}
-        self.results = {}
-        self._layers = None
-        self._probe = None
-        self._writer = None
-        self._warned = set()
+        self.hparams = _check_hparams(hparams)
+        self.projector_samples = _validation.check_int_in_range(
+            "projector_samples", projector_samples, 0, 2**31)
+        if projector_labels is not None:
+            if self.projector_samples == 0:
+                raise ValueError(
+                    "`projector_labels` label the samples written for the Projector; "
+                    "give `projector_samples` > 0 as well. Received: projector_samples=0"
+                )
+            projector_labels = [str(label) for label in projector_labels]
+        self.projector_labels = projector_labels
+        self.covariances: dict[str, np.ndarray] = {}
+        self.correlations: dict[str, np.ndarray] = {}
+        self.results: dict[str, dict[str, float]] = {}
+        # The watched layers, resolved in the model at on_train_begin.
+        self._layers: list[keras.layers.Layer] = []
+        self._probe: Any = None
+        self._writer: _events.SummaryWriter | None = None
+        self._warned: set[tuple[str, str]] = set()
+        # Per layer, the covariance colour scale fixed at its first picture.
+        self._limits: dict[str, float] = {}
+        self._hidden_from: list[tuple[Any, Any]] = []
+        self._log_keys: set[str] = set()
+        self._projected: dict[str, list[np.ndarray]] = {}
         self._reset_fit_state()
 
     def _reset_fit_state(self):
         self._first_epoch_seen = False
-        self._initial_weights = None
+        self._initial_weights: list[np.ndarray] | None = None
         self._in_epoch = False
         self._validated = False
         self._validation_steps = 0
-        self._recorded = None
-        self._recording = None
+        self._recorded: list[Any] | None = None
+        self._recording: Any = None
         self._measured = False
+        self._described = False
 
     # -- Keras hooks -------------------------------------------------------
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._layers = self._resolve_layers()
         self._reset_fit_state()
         _warn_about_wrapped_regularizers(self.model)
+        self._hide_from_tensorboard(_compat.calling_callback_list(self))
+        if self.hparams is not None:
+            writer = _events.SummaryWriter.replacing(self.log_dir, "hparams")
+            writer.hparams(self.hparams)
+            writer.close()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def _hide_from_tensorboard(self, callback_list):
+        """Keeps our epoch-log keys away from later `TensorBoard` callbacks.
+
+        The monitor writes its own scalars (with descriptions, and the
+        starting point at step -1); Keras's `TensorBoard` would write each
+        of them again as ``epoch_<layer>_<metric>``. Callbacks before the
+        monitor never see the keys; `History`, `CSVLogger`, `EarlyStopping`
+        and the rest after it still do.
+        """
+        self._restore_tensorboard()
+        if callback_list is None:
+            return
+        later = itertools.dropwhile(lambda c: c is not self, callback_list.callbacks)
+        for callback in later:
+            if isinstance(callback, keras.callbacks.TensorBoard):
+                own = callback.__dict__.get("on_epoch_end")
+                original = callback.on_epoch_end
+                hidden = self._log_keys
+
+                def on_epoch_end(epoch, logs=None, _original=original):
+                    if logs:
+                        logs = {k: v for k, v in logs.items() if k not in hidden}
+                    return _original(epoch, logs)
+
+                callback.on_epoch_end = on_epoch_end
+                self._hidden_from.append((callback, own))
+
+    def _restore_tensorboard(self):
+        for callback, own in self._hidden_from:
+            if own is None:
+                callback.__dict__.pop("on_epoch_end", None)
+            else:
+                callback.on_epoch_end = own
+        self._hidden_from = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._in_epoch = True
         self._validated = False
         if self._first_epoch_seen:
@@ -220,7 +337,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
         else:
             self._measure(INITIAL_STEP, self._probe_batches())
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         # Only the validation inside `fit`, not a user's own `evaluate`.
         if not self._in_epoch or self.data is not None:
             return
@@ -237,22 +354,22 @@ class CovarianceMonitor(keras.callbacks.Callback):
             )
             self._recording.__enter__()
 
-    def on_test_batch_end(self, batch, logs=None):
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         # Keras passes the index of the last step of the call (steps may be
         # grouped by steps_per_execution).
         self._validation_steps = batch + 1
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         if not self._in_epoch or self.data is not None:
             return
-        if self._recording is not None:
+        if self._recording is not None and self._recorded is not None:
             self._recording.__exit__(None, None, None)
             self._recording = None
             # Keras may have pulled more than it validated on (prefetching).
             self._recorded = self._recorded[: self._validation_steps]
         self._validated = True
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._in_epoch = False
         if self.data is None and not self._validated:
             return
@@ -279,7 +396,8 @@ class CovarianceMonitor(keras.callbacks.Callback):
             self._measure(epoch, batches(), logs)
         self._recorded = None
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._restore_tensorboard()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -294,7 +412,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
 
     # -- measuring ---------------------------------------------------------
 
-    def measure(self):
+    def measure(self) -> dict[str, dict[str, float]]:
         """Measures the watched layers on `data` now and returns `results`.
 
         Writes nothing; for use outside `fit` (e.g. in a notebook).
@@ -307,7 +425,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
                 "CovarianceMonitor.measure() needs probe data: outside `fit` there "
                 "is no validation data. Received: data=None"
             )
-        if self._layers is None:
+        if not self._layers:
             self._layers = self._resolve_layers()
         return self._compute(self._probe_batches())
 
@@ -315,17 +433,70 @@ class CovarianceMonitor(keras.callbacks.Callback):
         results = self._compute(batches)
         self._measured = True
         writer = self._get_writer()
+        if not self._described:
+            self._described = True
+            self._write_layout(writer, step)
+        pictures = self.images and (step == INITIAL_STEP or (step + 1) % self.image_freq == 0)
         for name, summary in results.items():
+            p = self.covariances[name].shape[0]
+            describe = functools.partial(
+                _description, p=p, n=int(summary["n_samples"]), d=self.true_dim, q=self.q)
             for key, value in summary.items():
-                writer.scalar(f"{name}/{key}", value, step)
+                writer.scalar(f"{name}/{key}", value, step, description=describe(key))
                 if logs is not None and key != "n_samples":
                     logs[f"{self.log_prefix}{name}_{key}"] = value
+                    self._log_keys.add(f"{self.log_prefix}{name}_{key}")
             cov = self.covariances[name]
             if np.isfinite(cov).all():
-                writer.histogram(f"{name}/unit_variance", np.diag(cov), step)
-                if self.images:
-                    self._write_images(writer, name, step)
+                bins = histogram_bins(p)
+                writer.histogram(f"{name}/unit_variance", np.diag(cov), step, bins=bins,
+                                 description=describe("unit_variance", bins=bins))
+                if pictures:
+                    self._write_images(writer, name, step, describe)
+        if self.projector_samples:
+            self._write_projector()
         writer.flush()
+
+    def _write_layout(self, writer, step):
+        """The Custom Scalars layout and a Text summary of what is measured."""
+        charts = {}
+        for layer in self._layers:
+            tag = re.escape(layer.name)
+            ud = f"ud{round(self.q * 100)}"
+            charts[f"{layer.name} (CovarianceMonitor)"] = [
+                ("CVR (lower: more decorrelated)", [f"^{tag}/cvr$"]),
+                ("MAPC (lower: more decorrelated)", [f"^{tag}/mapc$"]),
+                (f"{ud.upper()} on both bases", [f"^{tag}/{ud}_(pca|unit)$"]),
+                ("loss", ["^epoch_loss$"]),
+            ]
+            writer.text(f"{layer.name}/config", self._config_markdown(layer), step,
+                        description="What the monitor measures on this layer and how.")
+        writer.custom_scalars(charts)
+
+    def _config_markdown(self, layer):
+        regularizer = getattr(layer, "activity_regularizer", None)
+        penalty_layers = [f"`{type(other).__name__}` `{other.name}`"
+                          for other in _compat.nested_layers(self.model)
+                          if isinstance(other, _PenaltyLayer)]
+        if self.data is None:
+            probe = "the validation batches of `fit`"
+        else:
+            probe = f"`data` ({type(self.data).__name__})"
+        cap = self.max_samples if self.max_samples is not None else (
+            "all" if self.data is None else DEFAULT_MAX_SAMPLES)
+        rows = [
+            ("layer", f"`{layer.name}` ({type(layer).__name__})"),
+            ("activity_regularizer", f"`{regularizer!r}`" if regularizer else "none"),
+            ("penalty layers in the model", ", ".join(penalty_layers) or "none"),
+            ("probe", f"{probe}, at most {cap} samples, N = observations per measurement"),
+            ("true_dim", str(self.true_dim)),
+            ("q", f"{self.q:g}"),
+            ("spatial_mode", self.spatial_mode),
+            ("every", f"{self.freq} epoch(s); pictures every {self.image_freq}"),
+        ]
+        rows += [(f"hparam `{k}`", str(v)) for k, v in (self.hparams or {}).items()]
+        return "| setting | value |\n|---|---|\n" + "".join(
+            f"| {k} | {v} |\n" for k, v in rows)
 
     def _compute(self, batches):
         accumulators, causes = self._accumulate(batches)
@@ -376,11 +547,17 @@ class CovarianceMonitor(keras.callbacks.Callback):
         accumulators = {
             layer.name: metrics.StreamingCovariance() for layer in self._layers
         }
-        causes = {layer.name: None for layer in self._layers}
+        causes: dict[str, str | None] = {layer.name: None for layer in self._layers}
+        self._projected = {layer.name: [] for layer in self._layers}
         seen = 0
         for x in batches:
+            room = self.projector_samples - seen
             seen += _batch_length(x)
             for layer, calls in zip(self._layers, self._forward(x)):
+                if room > 0:
+                    out, mask = calls[0]
+                    self._projected[layer.name].extend(
+                        self._sample_vectors(out, mask)[:room])
                 for out, mask in calls:
                     if causes[layer.name] is not None:
                         continue
@@ -396,6 +573,21 @@ class CovarianceMonitor(keras.callbacks.Callback):
                 f"Received: data of type {type(self.data).__name__}"
             )
         return accumulators, causes
+
+    def _sample_vectors(self, out, mask):
+        """One vector per sample for the Projector: positions averaged (unmasked ones)."""
+        out = np.asarray(out, dtype=np.float64)
+        if out.ndim == 2:
+            return out
+        if self.spatial_mode == "flatten":
+            return out.reshape(out.shape[0], -1)
+        axis = _validation.resolve_channel_axis(self.channel_axis, out.ndim)
+        out = np.moveaxis(out, axis, -1).reshape(out.shape[0], -1, out.shape[axis])
+        weights = np.ones(out.shape[:2])
+        if mask is not None and np.shape(mask) == out.shape[:2]:
+            weights = np.asarray(mask, dtype=np.float64)
+        counts = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+        return np.einsum("np,npc->nc", weights, out) / counts
 
     def _as_observations(self, name, out, mask):
         """A layer's output (and its mask) as float64 (observations, features)."""
@@ -432,7 +624,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
 
     def _probe_batches(self):
         """Yields input batches, cut so that they total at most the cap."""
-        remaining = self.max_samples
+        remaining: float | None = self.max_samples
         if remaining is None:
             remaining = DEFAULT_MAX_SAMPLES if self.data is not None else math.inf
         for x in self._input_batches():
@@ -505,7 +697,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
 
     def _capture(self, x):
         """Runs the model on `x` and records every call of the watched layers."""
-        captured = {layer.name: [] for layer in self._layers}
+        captured: dict[str, list[Any]] = {layer.name: [] for layer in self._layers}
         with contextlib.ExitStack() as stack:
             for layer in self._layers:
                 stack.enter_context(_recording(layer, captured[layer.name]))
@@ -560,17 +752,148 @@ class CovarianceMonitor(keras.callbacks.Callback):
             self._writer = _events.SummaryWriter(os.path.join(self.log_dir, self.run))
         return self._writer
 
-    def _write_images(self, writer, name, step):
+    def _write_images(self, writer, name, step, describe):
         from keras_covreg import _plots
 
+        cov = self.covariances[name]
+        if self.covariance_limit is not None:
+            limit, note = self.covariance_limit, "fixed"
+        else:
+            largest = float(np.max(np.abs(cov)))
+            limit = self._limits.setdefault(name, largest if largest > 0 else 1.0)
+            note = "fixed"
         when = "before training" if step == INITIAL_STEP else f"epoch {step}"
         pictures = _plots.covariance_figures(
-            self.covariances[name], name=name, when=when, q=self.q,
+            cov, name=name, when=when, q=self.q,
             correlation=self.correlations[name],
             n_samples=int(self.results[name]["n_samples"]),
+            limit=limit, limit_note=note,
         )
         for tag, fig in pictures.items():
-            writer.image(f"{name}/{tag}", _plots.to_png(fig), step)
+            writer.image(f"{name}/{tag}", _plots.to_png(fig), step,
+                         description=describe(tag, limit=limit))
+
+    def _write_projector(self):
+        """Writes the kept per-sample activations for TensorBoard's Projector."""
+        from tensorboard.plugins.projector import projector_config_pb2
+        from google.protobuf import text_format
+
+        run_dir = os.path.join(self.log_dir, self.run)
+        config = projector_config_pb2.ProjectorConfig()
+        for layer in self._layers:
+            vectors = self._projected.get(layer.name)
+            if vectors is None or len(vectors) == 0:
+                continue
+            labels = self.projector_labels
+            if labels is not None and len(labels) < len(vectors):
+                raise ValueError(
+                    f"CovarianceMonitor: {len(vectors)} probe samples were kept for the "
+                    f"Projector but `projector_labels` holds {len(labels)} labels; give one "
+                    "label per probe sample. Received: "
+                    f"projector_samples={self.projector_samples}, len(projector_labels)="
+                    f"{len(labels)}"
+                )
+            embedding = config.embeddings.add(
+                tensor_name=layer.name, tensor_path=f"{layer.name}.projector.tsv")
+            _write_text(os.path.join(run_dir, embedding.tensor_path),
+                        "".join("\t".join(f"{v:.6g}" for v in row) + "\n" for row in vectors))
+            if labels is not None:
+                embedding.metadata_path = f"{layer.name}.projector_labels.tsv"
+                _write_text(os.path.join(run_dir, embedding.metadata_path),
+                            "".join(_tsv_field(label) + "\n" for label in labels[: len(vectors)]))
+        _write_text(os.path.join(run_dir, "projector_config.pbtxt"),
+                    text_format.MessageToString(config))
+
+
+# The most buckets of the unit-variance histogram; fewer for narrow layers
+# (`histogram_bins`).
+HISTOGRAM_MAX_BINS = 30
+
+
+def histogram_bins(p: int) -> int:
+    """Buckets for a histogram of `p` values: ceil(sqrt(p)), at most 30.
+
+    The square-root choice keeps about sqrt(p) values per bucket: 4 buckets
+    for 10 units, 10 for 84, 30 from 900 units on.
+    """
+    return max(1, min(HISTOGRAM_MAX_BINS, math.ceil(math.sqrt(p))))
+
+
+def _description(key, *, p, n, d, q, bins=None, limit=None):
+    """The Markdown description TensorBoard shows beside a tag's chart."""
+    ud = f"UD<sub>{round(q * 100)}</sub>"
+    share = f"{q:.0%}"
+    where = f"Measured on N = {n:,} observations of p = {p} units."
+    texts = {
+        "cvr": "Covariance-variance ratio, sum<sub>ij</sub> |C<sub>ij</sub>| / tr C "
+               f"(paper, Section 3.1), in [1, p]: 1 when the units are uncorrelated. "
+               "Lower is more decorrelated.",
+        "mapc": "Mean absolute Pearson correlation between pairs of units (paper, "
+                "Section 3.1), in [0, 1]; units with zero variance left out. Lower is "
+                "more decorrelated.",
+        "ud_pca": f"{ud} on the PCA basis: how many principal components hold {share} "
+                  "of the variance, an integer in [1, p]. Lower is a more compact code. "
+                  "An integer: read it with smoothing 0.",
+        "ud_unit": f"{ud} on the unit basis: how many units (largest variance first) "
+                   f"hold {share} of the variance, an integer in [1, p]. Lower means "
+                   "fewer units in use. An integer: read it with smoothing 0.",
+        "tdv_pca": f"Top-d variance ratio, d = {d} (the true dimension): the share of "
+                   "variance in the d largest principal components, in [0, 1]. Higher "
+                   "is better; 1 when the code spans d dimensions.",
+        "tdv_unit": f"Top-d variance ratio, d = {d}, on the unit basis: the share of "
+                    "variance in the d units of largest variance, in [0, 1]. Higher is "
+                    "better.",
+        "l_sigma": "L<sub>&Sigma;</sub> = sum<sub>ij</sub> |C<sub>ij</sub>| / p<sup>2</sup> "
+                   "(paper, Eq. 2) on these observations, before any strength: >= 0, "
+                   "lower is more decorrelated. Not the per-batch value in the loss.",
+        "effective_rank": "Effective rank: exp of the entropy of the normalized PCA "
+                          "spectrum (Roy & Vetterli, 2007), in [1, p]. Lower means fewer "
+                          "dimensions in use.",
+        "participation_ratio": "Participation ratio (sum &lambda;)<sup>2</sup> / sum "
+                               "&lambda;<sup>2</sup> of the PCA spectrum (Gao et al., "
+                               "2017), in [1, p]. Lower means fewer dimensions in use.",
+        "n_samples": "N, the number of observations the covariance was measured on "
+                     "(samples, or samples x positions for outputs of rank > 2).",
+        "unit_variance": f"The p unit variances (diagonal of C) in {bins} buckets: a "
+                         "bar at 0 is units a penalty switched off.",
+        "covariance": f"Covariance matrix C (p x p); red positive, blue negative; the "
+                      f"colour scale is fixed at +-{limit or 0:.3g} for the run so that "
+                      "epochs compare (arrows on the bar: values beyond it).",
+        "correlation": "Pearson correlations of the units on [-1, 1]; grey: units "
+                       "with zero variance.",
+        "spectrum": f"Variances sorted largest first: bars, principal components "
+                    f"(eigenvalues of C); line, units (diagonal of C); dashed, {ud}.",
+    }
+    base = key.replace(f"ud{round(q * 100)}_", "ud_")
+    return f"{texts[base]} {where}" if base in texts else where
+
+
+def _check_hparams(hparams):
+    if hparams is None:
+        return None
+    if not isinstance(hparams, Mapping):
+        raise TypeError("`hparams` must be a dict from names to values. "
+                        f"Received: hparams={hparams!r}")
+    for name, value in hparams.items():
+        if not isinstance(name, str) or not isinstance(value, (bool, int, float, str)):
+            raise TypeError(
+                "`hparams` must map str names to bool, int, float or str values (what "
+                f"TensorBoard's HParams dashboard shows). Received: hparams={hparams!r}"
+            )
+    return dict(hparams)
+
+
+def _write_text(path, text):
+    """Writes `text` to `path` atomically (a reader never sees half a file)."""
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(partial, path)
+
+
+def _tsv_field(label):
+    """A label as one TSV field: tabs and newlines would split it."""
+    return re.sub(r"[\t\r\n]+", " ", label)
 
 
 # Why a layer's metrics can all be NaN, as said in the warning.

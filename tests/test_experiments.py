@@ -147,6 +147,12 @@ def test_cifar10_end_to_end(tmp_path):
     assert_png(exp.figure_path("figure6_sweep.png"))
     with open(exp.run_path("l_sigma_seed0")) as f:
         assert json.load(f)["regularizer"] == "l_sigma"
+    # The Projector gets the validation codes, labelled with their class names.
+    validation = os.path.join(exp.tensorboard_dir("l_sigma_seed0"), "validation")
+    with open(os.path.join(validation, "code.projector_labels.tsv")) as f:
+        names = f.read().splitlines()
+    (_, y_train), _ = cifar10.data.load_cifar10(config.data_dir)
+    assert names == [cifar10.CLASS_NAMES[int(label)] for label in y_train[-20:, 0]]
 
 
 def test_cifar10_reader_matches_layout(tmp_path):

@@ -25,16 +25,24 @@ def main():
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     x, _ = data.projected_sources(2000, 20, seed=0)
+    monitors = {}
     for name, reg in (("none", None), ("l_sigma", CovarianceRegularizer(0.3))):
         keras.utils.set_random_seed(0)
         model = models.linear_autoencoder(20, code_regularizer=reg)
         model.compile(keras.optimizers.Adam(0.01), "mse")
         monitor = CovarianceMonitor("code", x, log_dir=tempfile.mkdtemp(), true_dim=4)
         model.fit(x, x, batch_size=100, epochs=args.epochs, verbose=0, callbacks=[monitor])
+        monitors[name] = monitor
+    # One colour scale for both runs, as `covariance_limit` gives the monitor,
+    # so that the same red means the same covariance in both pictures.
+    limit = max(float(np.abs(m.covariances["code"]).max()) for m in monitors.values())
+    for name, monitor in monitors.items():
         cov = monitor.covariances["code"]
-        when = f"{args.epochs} epochs, {'L_Sigma 0.3' if reg else 'no penalty'}"
+        when = f"{args.epochs} epochs, {'no penalty' if name == 'none' else 'L_Sigma 0.3'}"
         figures = _plots.covariance_figures(
-            cov, name="code", when=when, correlation=monitor.correlations["code"]
+            cov, name="code", when=when, correlation=monitor.correlations["code"],
+            n_samples=int(monitor.results["code"]["n_samples"]), limit=limit,
+            limit_note="shared",
         )
         for kind, fig in figures.items():
             path = os.path.join(args.out, f"monitor_{kind}_{name}.png")

@@ -76,9 +76,17 @@ class Config:
 ADDS_RUNS = ("seeds", "rows", "sweep", "sweep_strengths")
 
 
+# The class names of CIFAR-10's labels 0-9 (its batches.meta, label_names).
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+               "ship", "truck")
+# Validation images whose codes go to TensorBoard's Projector, labelled by class.
+PROJECTOR_SAMPLES = 1000
+
+
 def load_splits(config):
-    """Train / validation / test images as float32 in [0, 1]."""
-    (x_train, _), (x_test, _) = data.load_cifar10(config.data_dir)
+    """Train / validation / test images as float32 in [0, 1], and the
+    validation images' class names."""
+    (x_train, y_train), (x_test, _) = data.load_cifar10(config.data_dir)
     n_train, n_val = config.train_samples, config.val_samples
     if n_train + n_val > len(x_train) or config.test_samples > len(x_test):
         raise ValueError(
@@ -89,8 +97,9 @@ def load_splits(config):
     # The last val_samples training images are held out, as in the paper's
     # 45,000 / 5,000 split.
     scale = lambda a: (a.astype("float32") / 255.0)  # noqa: E731
+    val_labels = [CLASS_NAMES[int(y)] for y in y_train[len(x_train) - n_val :, 0]]
     return (scale(x_train[:n_train]), scale(x_train[len(x_train) - n_val :]),
-            scale(x_test[: config.test_samples]))
+            scale(x_test[: config.test_samples]), val_labels)
 
 
 def _test_metrics(model, x_test, batch_size, tdv_dim):
@@ -120,7 +129,7 @@ def run_one(*, run_id, exp, config, splits, regularizer, strength, seed):
     from keras_covreg.callbacks import CovarianceMonitor
     from keras_covreg.experiments import models
 
-    x_train, x_val, x_test = splits
+    x_train, x_val, x_test, val_labels = splits
     keras.utils.set_random_seed(config.seed * 1000 + seed)
     class_name = REGULARIZERS[regularizer]
     cls = None if class_name is None else getattr(regularizers, class_name)
@@ -135,7 +144,9 @@ def run_one(*, run_id, exp, config, splits, regularizer, strength, seed):
         callbacks=[
             # Before EarlyStopping and TensorBoard, so they see val_code_*.
             CovarianceMonitor("code", log_dir=exp.tensorboard_dir(run_id),
-                              true_dim=config.tdv_dim, images=config.images),
+                              true_dim=config.tdv_dim, images=config.images,
+                              projector_samples=PROJECTOR_SAMPLES,
+                              projector_labels=val_labels),
             # Early stopping on the reconstruction error alone, not the loss
             # that includes the penalty.
             keras.callbacks.EarlyStopping(monitor="val_mse", patience=config.patience,
@@ -257,4 +268,16 @@ def run(config, out, *, restart=False):
     """
     return runner.run_sweep("cifar10", config, out, plan=plan, run_one=run_one,
                             report=report, adds_runs=ADDS_RUNS, restart=restart,
-                            prepare=lambda c: {"splits": load_splits(c)})
+                            prepare=lambda c: {"splits": load_splits(c)},
+                            hparams=hparams, metrics=HPARAMS_METRICS)
+
+
+# The results the HParams dashboard shows per run, beside `hparams`.
+HPARAMS_METRICS = ("cvr", "mapc", "ud_pca", "ud_unit", "tdv_pca", "tdv_unit", "mse",
+                   "best_val_mse", "epochs")
+
+
+def hparams(kwargs, config):
+    """A run's hyperparameters for TensorBoard's HParams dashboard."""
+    return {"penalty": kwargs["regularizer"], "strength": kwargs["strength"],
+            "seed": kwargs["seed"]}

@@ -392,6 +392,9 @@ def _experiment(module_name):
                                   restart=args.restart)
         print(summary)
         print(f"Results in {exp.root}")
+        from keras_covreg.experiments import runner
+
+        print(f"TensorBoard (curves, pictures, HParams): {runner.tensorboard_command(exp)}")
 
     return run
 

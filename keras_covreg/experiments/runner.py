@@ -6,7 +6,9 @@ Layout of ``<out>/<experiment>/``::
     results.csv            one line per finished run, rebuilt after each run
     figures/*.png          the paper's figures, with our numbers
     summary.md             our numbers beside the paper's
-    tensorboard/<run_id>/  CovarianceMonitor event files (where a run has them)
+    tensorboard/<run_id>/  the run's hyperparameters and final results (HParams),
+                           its loss curve, and CovarianceMonitor's event files
+    tensorboard/           the sweep's HParams experiment: hyperparameters, metrics
     config.json            the options of the latest invocation
 
 A sweep that is interrupted and started again with the same options skips
@@ -227,10 +229,12 @@ class Experiment:
     def write_summary(self, text):
         write_atomic(os.path.join(self.root, "summary.md"), text)
 
-    def sweep(self, plan, run_fn, *, desc):
+    def sweep(self, plan, run_fn, *, desc, on_result=None):
         """Runs every (run_id, kwargs) of `plan` not already finished.
 
         Shows a progress bar; returns the results of the whole plan in order.
+        `on_result(run_id, kwargs, result)` is called for every run, finished
+        now or before.
         """
         results = []
         with tqdm(total=len(plan), desc=desc, unit="run") as bar:
@@ -242,13 +246,15 @@ class Experiment:
                     result = run_fn(run_id=run_id, **kwargs)
                     result["seconds"] = time.perf_counter() - start
                     result = self.save(run_id, result)
+                if on_result is not None:
+                    on_result(run_id, kwargs, result)
                 results.append(result)
                 bar.update()
         return results
 
 
 def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart=False,
-              prepare=None, **context):
+              prepare=None, hparams=None, metrics=(), **context):
     """Runs (or resumes, or extends) every run of an experiment, then reports.
 
     Args:
@@ -267,6 +273,10 @@ def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart
         prepare: optional ``prepare(config)`` -> a dict added to `context`,
             called after the options are checked and before anything is
             written (e.g. to load data).
+        hparams: optional ``hparams(kwargs, config)`` -> the hyperparameters
+            of a run for TensorBoard's HParams dashboard (what differs between
+            runs); the run's kwargs when None.
+        metrics: the result keys shown as the HParams dashboard's metrics.
         **context: passed to every `run_one` (e.g. data loaded once).
 
     Returns:
@@ -289,12 +299,110 @@ def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart
     if prepare is not None:
         context.update(prepare(config))
     exp = Experiment(out, name, options, adds_runs=adds_runs, restart=restart)
+    run_hparams = hparams or (lambda kwargs, config: dict(kwargs))
     results = exp.sweep(
         runs,
         lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config, **context, **kw),
         desc=name,
+        on_result=lambda run_id, kwargs, result: write_tensorboard_run(
+            exp.tensorboard_dir(run_id), run_hparams(kwargs, config), result, metrics),
     )
+    write_tensorboard_experiment(
+        os.path.join(exp.root, "tensorboard"),
+        [run_hparams(kwargs, config) for _, kwargs in runs], metrics)
     return exp, report(exp, results, config, time.perf_counter() - start)
+
+
+# What the HParams dashboard says of a metric, by result key (a key ending in
+# one of these, e.g. hidden_1_cvr, takes its description).
+METRIC_DESCRIPTIONS = {
+    "cvr": "covariance-variance ratio of the code at the end, in [1, p]; lower is "
+           "more decorrelated",
+    "mapc": "mean absolute Pearson correlation of the code's units, in [0, 1]",
+    "ud_pca": "UD90, principal components holding 90% of the code's variance",
+    "ud_unit": "UD90, units holding 90% of the code's variance",
+    "tdv_pca": "share of the variance in the top d principal components; higher is better",
+    "tdv_unit": "share of the variance in the top d units; higher is better",
+    "active": "units whose variance is at least the active fraction of the largest",
+    "mse": "reconstruction mean squared error (test data for CIFAR-10)",
+    "best_val_mse": "best validation MSE (early stopping's epoch)",
+    "final_loss": "training loss at the end, penalty included",
+    "epochs": "epochs trained",
+    "passes": "passes over the data",
+    "steps": "training steps",
+    "solved": "1 when the network classifies the four XOR patterns",
+    "minimal": "1 when solved with 2 active units in layer 1 and 1 in layer 2",
+}
+
+
+def _metric_description(key):
+    return next((text for suffix, text in METRIC_DESCRIPTIONS.items()
+                 if key == suffix or key.endswith("_" + suffix)), key)
+
+
+def _hparam_value(value):
+    """A value as the HParams dashboard takes it: bool, float or str."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return str(value)
+
+
+def write_tensorboard_run(log_dir, hparams, result, metrics):
+    """Writes one run's HParams session, final metrics and loss curve.
+
+    Replaces what an earlier report wrote for the run. The metrics go under
+    ``result/<key>`` at step 0; ``loss_history`` (one value per fit epoch)
+    becomes ``epoch_loss``, the tag of Keras's `TensorBoard` callback.
+    """
+    from keras_covreg import _events
+
+    writer = _events.SummaryWriter.replacing(log_dir, "hparams")
+    try:
+        writer.hparams({k: _hparam_value(v) for k, v in hparams.items()},
+                       trial_id=os.path.basename(log_dir))
+        for key in metrics:
+            value = result.get(key)
+            if isinstance(value, (bool, int, float)) and math.isfinite(value):
+                writer.scalar(f"result/{key}", float(value), 0,
+                              description=_metric_description(key))
+        for epoch, loss in enumerate(result.get("loss_history") or ()):
+            writer.scalar("epoch_loss", loss, epoch,
+                          description="training loss per fit epoch, penalty included")
+    finally:
+        writer.close()
+
+
+def write_tensorboard_experiment(log_dir, hparams, metrics):
+    """Declares the sweep to the HParams dashboard: its hyperparameters' values
+    and the metrics, so that the table, parallel coordinates and scatter plots
+    show them in this order."""
+    from keras_covreg import _events
+
+    domains: dict[str, set] = {}
+    for run in hparams:
+        for name, value in run.items():
+            domains.setdefault(name, set()).add(_hparam_value(value))
+    writer = _events.SummaryWriter.replacing(log_dir, "hparams")
+    try:
+        writer.hparams_experiment(
+            {name: sorted(values) for name, values in domains.items()},
+            [(f"result/{key}", "", _metric_description(key)) for key in metrics])
+    finally:
+        writer.close()
+
+
+# TensorBoard keeps 10 pictures per tag unless told otherwise; a number above
+# any run's count of pictures shows them all ("images=0" shows none in
+# TensorBoard 2.21: the images dashboard then serves zero samples).
+SAMPLES_PER_PLUGIN = "images=100000"
+
+
+def tensorboard_command(exp):
+    """The command that shows an experiment's TensorBoard logs, every picture included."""
+    return (f"tensorboard --logdir {os.path.join(exp.root, 'tensorboard')} "
+            f"--samples_per_plugin {SAMPLES_PER_PLUGIN}")
 
 
 def mean_std(values):

@@ -256,4 +256,17 @@ def run(config, out, *, restart=False):
     `ADDS_RUNS` raise `runner.OptionsMismatchError`.
     """
     return runner.run_sweep("synthetic", config, out, plan=plan, run_one=run_one,
-                            report=report, adds_runs=ADDS_RUNS, restart=restart)
+                            report=report, adds_runs=ADDS_RUNS, restart=restart,
+                            hparams=hparams, metrics=HPARAMS_METRICS)
+
+
+# The results the HParams dashboard shows per run, beside `hparams`.
+HPARAMS_METRICS = ("cvr", "mapc", "ud_pca", "ud_unit", "tdv_pca", "tdv_unit", "mse",
+                   "final_loss", "passes")
+
+
+def hparams(kwargs, config):
+    """A run's hyperparameters for TensorBoard's HParams dashboard."""
+    penalty = kwargs["regularizer"] if kwargs["strength"] > 0 else "none"
+    return {"penalty": penalty, "strength": kwargs["strength"],
+            "projection": kwargs["projection"]}

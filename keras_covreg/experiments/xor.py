@@ -128,7 +128,9 @@ def run_one(*, run_id, exp, config, seed, regularized, trainers=None):
         result[f"{name}_variances"] = variances.tolist()
         threshold = config.active_fraction * variances.max()
         result[f"{name}_active"] = int(np.sum((variances >= threshold) & (variances > 0)))
-        result[f"{name}_cvr"] = metrics.covariance_summary(cov)["cvr"]
+        summary = metrics.covariance_summary(cov)
+        for key in ("cvr", "mapc", "ud_pca", "ud_unit"):
+            result[f"{name}_{key}"] = summary[key]
     result["minimal"] = result["hidden_1_active"] == 2 and result["hidden_2_active"] == 1
     return result
 
@@ -193,4 +195,18 @@ def run(config, out, *, restart=False):
     """
     return runner.run_sweep("xor", config, out, plan=plan, run_one=run_one, report=report,
                             adds_runs=ADDS_RUNS, restart=restart,
-                            prepare=lambda c: {"trainers": {}})
+                            prepare=lambda c: {"trainers": {}},
+                            hparams=hparams, metrics=HPARAMS_METRICS)
+
+
+# The results the HParams dashboard shows per run, beside `hparams`.
+HPARAMS_METRICS = tuple(f"{name}_{key}" for name in LAYERS
+                        for key in ("cvr", "mapc", "ud_pca", "ud_unit", "active")) + (
+    "final_loss", "steps", "solved", "minimal")
+
+
+def hparams(kwargs, config):
+    """A run's hyperparameters for TensorBoard's HParams dashboard."""
+    regularized = kwargs["regularized"]
+    return {"penalty": "l_sigma" if regularized else "none",
+            "strength": config.strength if regularized else 0.0, "seed": kwargs["seed"]}
