@@ -67,12 +67,14 @@ class _CovarianceBasedLayer(_PenaltyLayer):
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
 class CovarianceRegularization(_CovarianceBasedLayer):
-    """Adds ``strength * L_Sigma`` of its input to the loss; masks respected.
+    r"""Adds ``strength * L_Sigma`` of its input to the loss; masks respected.
 
     The layer form of `CovarianceRegularizer` (Kagebaeck & Mogren, eq. 1-2):
-    ``L_Sigma = sum_{i,j=1..p} |C_ij| / p^2`` with C the sample covariance of
-    the *unmasked* observations, ``C = (H - 1 h_bar)^T (H - 1 h_bar) /
-    (N - 1)`` over the N rows that the mask keeps. The output is the input,
+
+    $$L_\Sigma = \frac{1}{p^2} \sum_{i,j=1}^{p} |C_{ij}|, \qquad
+    C = \frac{1}{N - 1} (H - \mathbf{1}\bar{h})^\top (H - \mathbf{1}\bar{h})$$
+
+    with $H$ the $N$ *unmasked* observations, the rows that the mask keeps. The output is the input,
     unchanged, with its mask. Use it instead of ``activity_regularizer=``
     after masked sequence layers and inside or around ``TimeDistributed``.
 
