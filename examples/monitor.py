@@ -1,6 +1,9 @@
 """Watch a layer's representation in TensorBoard while a model trains.
 
-Run it, then `tensorboard --logdir logs/monitor_example`.
+Run it, then `tensorboard --logdir logs --samples_per_plugin images=100000`
+(every epoch's pictures, not TensorBoard's default 10 per tag). The monitor's
+curves, pictures, Custom Scalars layout and HParams session sit beside Keras's
+own loss curves, each metric once.
 """
 
 import keras
@@ -17,12 +20,13 @@ code = keras.layers.Dense(
 model = keras.Model(inputs, keras.layers.Dense(20)(code))
 model.compile(keras.optimizers.Adam(0.01), "mse")
 
-log_dir = "logs/monitor_example"
+log_dir = "logs/l_sigma_0.3"
 model.fit(
     x_train, x_train, batch_size=100, epochs=30,
     validation_data=(x_val, x_val),
     callbacks=[
-        CovarianceMonitor("code", log_dir=log_dir, true_dim=4),
+        CovarianceMonitor("code", log_dir=log_dir, true_dim=4,
+                          hparams={"penalty": "l_sigma", "strength": 0.3}),
         keras.callbacks.TensorBoard(log_dir),
     ],
 )
