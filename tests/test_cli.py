@@ -258,7 +258,7 @@ def test_descriptions_state_the_defaults(module, field, shown):
 def fake_xor_run(calls):
     """A stand-in for xor.run_one that trains nothing."""
 
-    def run_one(*, run_id, exp, config, seed, regularized):
+    def run_one(*, run_id, exp, config, seed, regularized, trainers=None):
         calls.append(run_id)
         covariance = np.diag([1.0, 0.5, 0.0, 0.0]).tolist()
         return {"experiment": "xor", "seed": seed, "regularized": regularized,
