@@ -10,9 +10,7 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-# The experiments' figures (tradeoff, curves): 80 dpi.
-DPI = 80
+from matplotlib.ticker import FuncFormatter
 
 # The monitor's pictures are read in TensorBoard's Time Series cards, which
 # scale an image down to fit about 330 x 208 pixels (CARD_SIZE, measured in a
@@ -124,8 +122,9 @@ def spectrum_figure(pca, unit, *, title, cut=None, q=0.9, subtitle=""):
     ax.set_xlim(0.5, p + 0.5)
     ax.set_xticks(np.unique(np.r_[1, np.arange(0, p + 1, _tick_step(p))[1:]]))
     ax.tick_params(labelsize=SMALL_FONT_SIZE)
-    ax.yaxis.get_major_formatter().set_powerlimits((-2, 3))
-    ax.yaxis.get_offset_text().set_fontsize(SMALL_FONT_SIZE)
+    # Each tick label carries its own scale ("0.0002", "1e-05"): a shared
+    # offset text ("1e-4") above the axis ran into the legend there.
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
     ax.set_xlabel("rank (largest first)", fontsize=FONT_SIZE, labelpad=1)
     ax.set_ylabel("variance", fontsize=FONT_SIZE, labelpad=2)
     # The legend goes above the axes, where it cannot hide a bar.
@@ -135,54 +134,121 @@ def spectrum_figure(pca, unit, *, title, cut=None, q=0.9, subtitle=""):
     return fig
 
 
+# The experiments' figures (Figures 2, 3, 6 and the convergence plot) are shown
+# in the docs at the width of mkdocs-material's text column, about 700 px:
+# 100 dpi and at least 7 inches wide draw them at that width or more, so they
+# are never scaled up.
+FIGURE_DPI = 100
+
+
+def _lambda_colours(curves):
+    """A log colour scale over the strengths > 0 of all curves, or None."""
+    from matplotlib.colors import LogNorm
+
+    positive = [s for c in curves.values() for s in c.get("strength", ()) if s > 0]
+    if not positive:
+        return None
+    low, high = min(positive), max(positive)
+    return LogNorm(low, high if high > low else low * 10)
+
+
+def _annotate_where_free(fig, axes, notes):
+    """Writes each (axes, text, xy) beside its point unless it would overlap.
+
+    A label is left out when it would overlap text already drawn (tick
+    labels, axis labels, other labels) or leave its axes.
+    """
+    fig.canvas.draw()  # the layout is final: place labels against it
+    fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    taken = [t.get_window_extent(renderer) for ax in axes
+             for t in ax.get_xticklabels() + ax.get_yticklabels()
+             + [ax.xaxis.label, ax.yaxis.label] if t.get_text()]
+    for ax, text, xy in notes:
+        note = ax.annotate(text, xy, fontsize=8, xytext=(4, 4), textcoords="offset points")
+        box = note.get_window_extent(renderer)
+        inside = ax.get_window_extent(renderer).contains(box.x0, box.y0) and \
+            ax.get_window_extent(renderer).contains(box.x1, box.y1)
+        if not inside or any(box.overlaps(other) for other in taken):
+            note.remove()
+        else:
+            taken.append(box)
+
+
 def tradeoff_figure(curves, panels, *, title, xlabel="MSE", xlog=True):
     """Metrics against reconstruction error, one panel per metric.
 
-    The layout of the paper's Figures 2, 3 and 6: one curve per regularizer,
-    one point per strength, each point labelled with its strength.
+    The layout of the paper's Figures 2, 3 and 6: one curve per regularizer
+    (told apart by marker, named in a legend below the panels), one point per
+    strength, coloured by lambda on a log scale with one colour bar; a point
+    at lambda = 0 is white. The labels given are written beside their points
+    where they fit without overlapping other text.
 
     Args:
-        curves: {curve label: {"x": [...], "labels": [...], <panel key>: [...]}}.
+        curves: {curve label: {"x": [...], "strength": [...], "labels": [...],
+            <panel key>: [...]}}; "strength" (lambda of each point) and
+            "labels" (text beside each point, "" for none) are optional.
         panels: [(panel key, y-axis label), ...].
         title: the figure's title.
         xlabel: the x-axis label.
         xlog: whether the x axis is logarithmic.
     """
-    fig = Figure(figsize=(4.2 * len(panels), 3.8), dpi=DPI)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.86, wspace=0.28)
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
+
+    norm, cmap = _lambda_colours(curves), colormaps["viridis"]
+    fig = Figure(figsize=(3.6 * len(panels) + 1.2, 4.0), dpi=FIGURE_DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    for i, (key, ylabel) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), i + 1)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    notes = []
+    for ax, (key, ylabel) in zip(axes, panels):
         for (name, curve), marker in zip(curves.items(), "osD^v"):
             x, y = np.asarray(curve["x"], float), np.asarray(curve[key], float)
-            ax.plot(x, y, marker=marker, markersize=4, label=name)
-            for xi, yi, text in zip(x, y, curve["labels"]):
-                if np.isfinite(xi) and np.isfinite(yi):
-                    ax.annotate(text, (xi, yi), fontsize=6, xytext=(3, 3),
-                                textcoords="offset points")
+            s = np.asarray(curve.get("strength", np.full(len(x), np.nan)), float)
+            colours = [cmap(norm(v)) if norm is not None and v > 0 else "white" for v in s]
+            ax.plot(x, y, color="0.55", linewidth=1, zorder=1)
+            ax.scatter(x, y, c=colours, marker=marker, s=36, edgecolors="black",
+                       linewidths=0.6, zorder=2, label=name)
+            notes += [(ax, text, (xi, yi)) for xi, yi, text in
+                      zip(x, y, curve.get("labels", ())) if text
+                      and np.isfinite(xi) and np.isfinite(yi)]
         if xlog:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 2e-8, 3e-8, ... ran together
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
+    if norm is not None:
+        fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes), label="λ (strength)",
+                     shrink=0.9)
+    # The legend names the curves by marker; colour is lambda's.
+    handles = [Line2D([], [], marker=marker, linestyle="", markerfacecolor="0.8",
+                      markeredgecolor="black", label=name)
+               for name, marker in zip(curves, "osD^v")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    _annotate_where_free(fig, axes, notes)
     return fig
 
 
 def curves_figure(curves, *, title, xlabel, ylabel, ylog=True):
-    """Line plot of several series, e.g. training-loss curves."""
-    fig = _new_figure((6.0, 4.0), DPI)
-    fig.subplots_adjust(left=0.14, right=0.95, bottom=0.13, top=0.9)
+    """Line plot of several series, e.g. training-loss curves.
+
+    The legend stands to the right of the axes, where it covers no curve.
+    """
+    fig = Figure(figsize=(8.0, 4.0), dpi=FIGURE_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for name, (x, y) in curves.items():
-        ax.plot(x, y, label=name, linewidth=1)
+        ax.plot(x, y, label=name, linewidth=1.2)
     if ylog:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_title(title, fontsize=11)
+    fig.legend(loc="outside right upper", fontsize=9)
     return fig
 
 

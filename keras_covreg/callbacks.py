@@ -7,6 +7,7 @@ Data flows one way: probe data -> model -> watched layers' activations ->
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -14,8 +15,6 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import functools
 
 import keras
 import numpy as np
@@ -298,12 +297,10 @@ class CovarianceMonitor(keras.callbacks.Callback):
         for callback in later:
             if isinstance(callback, keras.callbacks.TensorBoard):
                 own = callback.__dict__.get("on_epoch_end")
-                original = callback.on_epoch_end
-                hidden = self._log_keys
-
-                def on_epoch_end(epoch, logs=None, _original=original):
+                def on_epoch_end(epoch, logs=None, _original=callback.on_epoch_end,
+                                 _hidden=self._log_keys):
                     if logs:
-                        logs = {k: v for k, v in logs.items() if k not in hidden}
+                        logs = {k: v for k, v in logs.items() if k not in _hidden}
                     return _original(epoch, logs)
 
                 callback.on_epoch_end = on_epoch_end
@@ -630,7 +627,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
         for x in self._input_batches():
             n = _batch_length(x)
             if n >= remaining:
-                yield keras.tree.map_structure(lambda a: a[:remaining], x)
+                yield keras.tree.map_structure(lambda a, n=remaining: a[:n], x)
                 return
             remaining -= n
             yield x
@@ -775,8 +772,8 @@ class CovarianceMonitor(keras.callbacks.Callback):
 
     def _write_projector(self):
         """Writes the kept per-sample activations for TensorBoard's Projector."""
-        from tensorboard.plugins.projector import projector_config_pb2
         from google.protobuf import text_format
+        from tensorboard.plugins.projector import projector_config_pb2
 
         run_dir = os.path.join(self.log_dir, self.run)
         config = projector_config_pb2.ProjectorConfig()
@@ -826,7 +823,7 @@ def _description(key, *, p, n, d, q, bins=None, limit=None):
     where = f"Measured on N = {n:,} observations of p = {p} units."
     texts = {
         "cvr": "Covariance-variance ratio, sum<sub>ij</sub> |C<sub>ij</sub>| / tr C "
-               f"(paper, Section 3.1), in [1, p]: 1 when the units are uncorrelated. "
+               "(paper, Section 3.1), in [1, p]: 1 when the units are uncorrelated. "
                "Lower is more decorrelated.",
         "mapc": "Mean absolute Pearson correlation between pairs of units (paper, "
                 "Section 3.1), in [0, 1]; units with zero variance left out. Lower is "

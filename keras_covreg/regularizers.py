@@ -16,7 +16,6 @@ with. All three:
   ``jit_compile=True`` and inside ``tf.function`` or ``jax.jit``.
 """
 
-import math
 from typing import Any
 
 import keras

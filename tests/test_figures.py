@@ -13,19 +13,17 @@ what was actually drawn, in pixels:
 
 import contextlib
 import inspect
-import math
 import types
 
 import numpy as np
 import pytest
 
 matplotlib = pytest.importorskip("matplotlib")
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.text import Text
 
-from keras_covreg import _plots, metrics  # noqa: E402
+from keras_covreg import _plots, metrics
 
 # Pixels two boxes may share, or a box may stick out of the figure, before it
 # counts: anti-aliasing and round-off, not a visible overlap.
@@ -286,8 +284,6 @@ def synthetic_results(config):
     return results
 
 
-# Fails on keras_covreg/_plots.py as it stands (tradeoff_figure's labels and
-# log-axis minor tick labels run together): see the fix proposed in issue 11.
 def test_synthetic_figures_are_legible(captured_figures):
     from keras_covreg.experiments import synthetic
 
@@ -302,7 +298,7 @@ def test_synthetic_figures_are_legible(captured_figures):
 
 def cifar10_results(config):
     rng = np.random.default_rng(0)
-    row = lambda **kw: {  # noqa: E731
+    row = lambda **kw: {
         "cvr": 5 + rng.random(), "ud_pca": 60 + rng.random(), "ud_unit": 70.0,
         "mse": 0.007 * (1 + rng.random()), "mapc": 0.05, "tdv_pca": 0.3,
         "effective_rank": 60.0, "epochs": 30, "parameters": 540_583, "seconds": 30.0, **kw}
@@ -313,7 +309,6 @@ def cifar10_results(config):
     return results
 
 
-# Fails on keras_covreg/_plots.py as it stands, like the synthetic figures.
 def test_cifar10_figures_are_legible(captured_figures):
     from keras_covreg.experiments import cifar10
 
@@ -355,7 +350,6 @@ def test_xor_figures_are_legible(captured_figures):
         assert not problems, name + ":\n" + "\n".join(problems)
 
 
-# Fails on keras_covreg/_plots.py as it stands (80 dpi, 672 px): see issue 11.
 def test_experiment_figures_are_wide_enough():
     # Shown in the docs at the width of the page's text column (about 700 px
     # in mkdocs-material): a figure must carry at least that many pixels.
@@ -363,4 +357,3 @@ def test_experiment_figures_are_wide_enough():
         fig = figures_of(FIGURE_CASES[name]())[0]
         width, _ = fig.canvas.get_width_height()
         assert width >= 700, (name, width)
-    assert math.isfinite(_plots.DPI)

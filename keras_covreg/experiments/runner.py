@@ -342,7 +342,7 @@ def _metric_description(key):
 
 def _hparam_value(value):
     """A value as the HParams dashboard takes it: bool, float or str."""
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return value
     if isinstance(value, (int, float)):
         return float(value)
