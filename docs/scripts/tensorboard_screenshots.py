@@ -39,6 +39,9 @@ DASHBOARDS = {
     "custom_scalars": ("#custom_scalars", 1000),
     "projector": ("#projector", 900),
 }
+# Time Series opens with its settings pane: cut it off (pixels from the left
+# that are kept), so that the cards fill the picture in the docs.
+KEEP_WIDTH = {"timeseries": 1030, "timeseries_images": 1030}
 # Seconds to wait for a dashboard to draw after its pictures have loaded.
 SETTLE_SECONDS = 6
 
@@ -136,6 +139,11 @@ def main():
             where, height = DASHBOARDS[name]
             path = os.path.abspath(os.path.join(args.out, f"tensorboard_{name}.png"))
             screenshot(base + where, path, height)
+            if name in KEEP_WIDTH:
+                from PIL import Image
+
+                with Image.open(path) as image:
+                    image.crop((0, 0, KEEP_WIDTH[name], image.height)).save(path)
             print(path)
     finally:
         server.terminate()
