@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         CovarianceRegularization,
         DeCovRegularization,
     )
+    from keras_covreg.probe import LayerProbe, Measurement, measure
     from keras_covreg.regularizers import (
         ActivityL1Regularizer,
         CovarianceRegularizer,
@@ -54,6 +55,9 @@ _NEEDS_KERAS = {
     "DeCovRegularizer": "keras_covreg.regularizers",
     # The callback also pulls in an event writer.
     "CovarianceMonitor": "keras_covreg.callbacks",
+    "LayerProbe": "keras_covreg.probe",
+    "Measurement": "keras_covreg.probe",
+    "measure": "keras_covreg.probe",
 }
 
 __version__ = "0.1.0"
@@ -67,6 +71,8 @@ __all__ = [
     "DeCovRegularization",
     "DeCovRegularizer",
     "DegenerateActivationsWarning",
+    "LayerProbe",
+    "Measurement",
     "StreamingCovariance",
     "__version__",
     "covariance",
@@ -75,6 +81,7 @@ __all__ = [
     "effective_rank",
     "l_sigma",
     "mean_abs_pearson",
+    "measure",
     "participation_ratio",
     "spectrum",
     "top_d_variance_ratio",

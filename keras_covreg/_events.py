@@ -3,7 +3,10 @@
 Writes TensorBoard's own plugin formats (scalars, images, histograms, text,
 custom-scalars layouts, hparams sessions and experiments) with TensorBoard's
 own `EventFileWriter` and plugin metadata helpers; none of it needs
-TensorFlow. `flush()` blocks until every queued event is on disk, so a run
+TensorFlow. Every value is in the tensor form that `tf.summary` writes (a
+tensor and its plugin's metadata): TensorBoard's fast loader, the default,
+drops the description of the legacy forms (``simple_value``, ``image``,
+``histo``; measured with TensorBoard 2.21). `flush()` blocks until every queued event is on disk, so a run
 interrupted right after a flush leaves a complete, readable event file.
 (tensorboardX's `flush()` does not wait for its writer thread's queue: events
 written just before it can be missing from disk.)
@@ -66,9 +69,10 @@ class SummaryWriter:
         """Adds a scalar; `description` (Markdown) is shown beside its chart."""
         from tensorboard.compat.proto import summary_pb2
         from tensorboard.plugins.scalar import metadata
+        from tensorboard.util import tensor_util
 
         self._add(step, summary_pb2.Summary.Value(
-            tag=tag, simple_value=float(value),
+            tag=tag, tensor=tensor_util.make_tensor_proto(np.float32(value)),
             metadata=metadata.create_summary_metadata(display_name=tag, description=description),
         ))
 
@@ -76,13 +80,13 @@ class SummaryWriter:
         """Adds a PNG (bytes); its size is read from the PNG header."""
         from tensorboard.compat.proto import summary_pb2
         from tensorboard.plugins.image import metadata
+        from tensorboard.util import tensor_util
 
         width, height = struct.unpack(">II", png[16:24])
-        image = summary_pb2.Summary.Image(
-            height=height, width=width, colorspace=3, encoded_image_string=png
-        )
+        # The image plugin's tensor: [width, height, PNG bytes] as strings.
+        data = np.array([str(width).encode(), str(height).encode(), png], dtype=object)
         self._add(step, summary_pb2.Summary.Value(
-            tag=tag, image=image,
+            tag=tag, tensor=tensor_util.make_tensor_proto(data),
             metadata=metadata.create_summary_metadata(display_name=tag, description=description),
         ))
 
@@ -91,20 +95,15 @@ class SummaryWriter:
         """Adds a histogram of `values` over `bins` equal-width buckets."""
         from tensorboard.compat.proto import summary_pb2
         from tensorboard.plugins.histogram import metadata
+        from tensorboard.util import tensor_util
 
         values = np.asarray(values, dtype=np.float64).ravel()
         counts, edges = np.histogram(values, bins=bins)
-        histo = summary_pb2.HistogramProto(
-            min=float(values.min()),
-            max=float(values.max()),
-            num=float(values.size),
-            sum=float(values.sum()),
-            sum_squares=float(np.square(values).sum()),
-            bucket_limit=edges[1:].tolist(),
-            bucket=counts.astype(np.float64).tolist(),
-        )
+        # The histogram plugin's tensor: one row (left edge, right edge, count)
+        # per bucket.
+        buckets = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
         self._add(step, summary_pb2.Summary.Value(
-            tag=tag, histo=histo,
+            tag=tag, tensor=tensor_util.make_tensor_proto(buckets),
             metadata=metadata.create_summary_metadata(display_name=tag, description=description),
         ))
 

@@ -25,6 +25,12 @@ FONT_SIZE = 9
 SMALL_FONT_SIZE = 8
 
 
+# Tick labels with two significant digits and a true minus sign: the
+# hyphen-minus of "%.2g" is one pixel wide and vanishes when TensorBoard
+# scales a picture down.
+_SHORT = FuncFormatter(lambda value, _: f"{value:.2g}".replace("-", "\u2212"))
+
+
 def _tick_step(p):
     """A step between unit-index labels that keeps about 6 of them."""
     for step in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000):
@@ -87,10 +93,10 @@ def matrix_figure(matrix, *, title, label, limit=None, subtitle=""):
     ax.set_xlabel("unit", fontsize=FONT_SIZE, labelpad=1)
     ax.set_ylabel("unit", fontsize=FONT_SIZE, labelpad=1)
     extend = "both" if largest > limit * (1 + 1e-9) else "neither"
-    # Short tick labels ("%.2g") so that small covariances (1e-4) fit.
-    bar = fig.colorbar(image, cax=cax, format="%.2g", extend=extend)
+    # Short tick labels so that small covariances (1e-4) fit.
+    bar = fig.colorbar(image, cax=cax, format=_SHORT, extend=extend)
     bar.ax.tick_params(labelsize=SMALL_FONT_SIZE)
-    bar.set_label(label, fontsize=FONT_SIZE, labelpad=2)
+    bar.set_label(label, fontsize=FONT_SIZE, labelpad=5)
     return fig
 
 
@@ -124,7 +130,7 @@ def spectrum_figure(pca, unit, *, title, cut=None, q=0.9, subtitle=""):
     ax.tick_params(labelsize=SMALL_FONT_SIZE)
     # Each tick label carries its own scale ("0.0002", "1e-05"): a shared
     # offset text ("1e-4") above the axis ran into the legend there.
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))
+    ax.yaxis.set_major_formatter(_SHORT)
     ax.set_xlabel("rank (largest first)", fontsize=FONT_SIZE, labelpad=1)
     ax.set_ylabel("variance", fontsize=FONT_SIZE, labelpad=2)
     # The legend goes above the axes, where it cannot hide a bar.
@@ -258,15 +264,21 @@ def save_png_file(fig, path):
         f.write(to_png(fig))
 
 
-def covariance_figures(cov, *, name, when, q=0.9, correlation=None, n_samples=None,
-                       limit=None, limit_note=""):
+def covariance_figures(cov, *, name, when, pca, unit, cut=None, q=0.9, correlation=None,
+                       n_samples=None, limit=None, limit_note=""):
     """The monitor's pictures of one covariance matrix (the paper's Figures 4, 5).
+
+    Draws what it is given; the caller computes the spectra and the UD cut
+    (`keras_covreg.metrics.spectral_summary`).
 
     Args:
         cov: covariance matrix of shape (p, p).
         name: the layer's name, for the titles.
         when: when it was measured ("epoch 3", "before training", ...).
-        q: the variance fraction whose UD cut the spectrum marks.
+        pca: eigenvalues of `cov`, largest first, shape (p,).
+        unit: the unit variances (diagonal of `cov`), largest first, shape (p,).
+        cut: UD_q on the PCA basis, marked on the spectrum; None for no mark.
+        q: the variance fraction of `cut`, for its label.
         correlation: the Pearson correlations; when given, a correlation
             heatmap is drawn too, on [-1, 1].
         n_samples: the number of observations C was measured on, shown when
@@ -279,8 +291,6 @@ def covariance_figures(cov, *, name, when, q=0.9, correlation=None, n_samples=No
         A dict from "covariance", "spectrum" and (with `correlation`)
         "correlation" to figures.
     """
-    from keras_covreg import metrics
-
     detail = when if n_samples is None else f"{when}, N={n_samples:,}"
     scale = f"scale \u00b1{limit:.2g}" if limit is not None else "scale max |C|"
     figures = {
@@ -294,13 +304,6 @@ def covariance_figures(cov, *, name, when, q=0.9, correlation=None, n_samples=No
             correlation, title=f"{name}: correlation", label="Pearson r", limit=1.0,
             subtitle=detail,
         )
-    pca = metrics.spectrum(cov, basis="pca", from_covariance=True)
-    total = float(np.sum(pca))
-    cut = None
-    if total > 0:
-        cut = int(np.searchsorted(np.cumsum(pca), q * total * (1 - 1e-10)) + 1)
     figures["spectrum"] = spectrum_figure(
-        pca, metrics.spectrum(cov, basis="unit", from_covariance=True),
-        title=f"{name}: spectrum", cut=cut, q=q, subtitle=detail,
-    )
+        pca, unit, title=f"{name}: spectrum", cut=cut or None, q=q, subtitle=detail)
     return figures

@@ -6,20 +6,19 @@ Data flows one way: probe data -> model -> watched layers' activations ->
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
-from keras_covreg import _compat, _events, _validation, metrics
+from keras_covreg import _compat, _events, _validation, metrics, probe
 from keras_covreg.layers import _PenaltyLayer
 from keras_covreg.regularizers import SPATIAL_MODES
 
@@ -29,10 +28,9 @@ __all__ = ["CovarianceMonitor"]
 # callback writes the end of epoch e at step e, so "before epoch 0" is -1.
 INITIAL_STEP = -1
 
-# The most samples of `data` measured when `max_samples` is not given: enough
-# for sampling noise in CVR to stay small (about 1 + (p - 1) sqrt(2 / (pi N))
-# for uncorrelated units, so 1.7 for 84 units), and a few seconds per epoch.
-DEFAULT_MAX_SAMPLES = 10_000
+# The most samples of `data` measured when `max_samples` is not given (a few
+# seconds per epoch; see `probe.DEFAULT_MAX_SAMPLES`).
+DEFAULT_MAX_SAMPLES = probe.DEFAULT_MAX_SAMPLES
 
 
 class CovarianceMonitor(keras.callbacks.Callback):
@@ -201,10 +199,10 @@ class CovarianceMonitor(keras.callbacks.Callback):
         projector_labels: Sequence[Any] | None = None,
     ) -> None:
         super().__init__()
-        self._layer_specs = _layer_list(layers)
-        self.data = _check_data(data)
+        self._layer_specs = probe.layer_list(layers, "CovarianceMonitor")
+        self.data = probe.check_data(data)
         self.log_dir = os.fspath(log_dir)
-        self.run = run
+        self.run = _check_str("run", run, empty=False)
         self.freq = _validation.check_int_in_range("freq", freq, 1, 2**31)
         if max_samples is not None:
             _validation.check_int_in_range("max_samples", max_samples, 2, 2**62)
@@ -220,7 +218,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
             "spatial_mode", spatial_mode, SPATIAL_MODES
         )
         self.channel_axis = _validation.check_channel_axis(channel_axis)
-        self.images = bool(images)
+        self.images = _check_bool("images", images)
         self.image_freq = _validation.check_int_in_range("image_freq", image_freq, 1, 2**31)
         if covariance_limit is not None:
             covariance_limit = _validation.check_finite_nonnegative(
@@ -231,11 +229,16 @@ class CovarianceMonitor(keras.callbacks.Callback):
                     "-covariance_limit to +covariance_limit). Received: covariance_limit=0"
                 )
         self.covariance_limit = covariance_limit
-        self.log_prefix = log_prefix
+        self.log_prefix = _check_str("log_prefix", log_prefix, empty=True)
         self.hparams = _check_hparams(hparams)
         self.projector_samples = _validation.check_int_in_range(
             "projector_samples", projector_samples, 0, 2**31)
         if projector_labels is not None:
+            if isinstance(projector_labels, (str, bytes)):
+                raise TypeError(
+                    "`projector_labels` must be a sequence of labels, one per probe "
+                    f"sample, not one string. Received: projector_labels={projector_labels!r}"
+                )
             if self.projector_samples == 0:
                 raise ValueError(
                     "`projector_labels` label the samples written for the Projector; "
@@ -248,14 +251,16 @@ class CovarianceMonitor(keras.callbacks.Callback):
         self.results: dict[str, dict[str, float]] = {}
         # The watched layers, resolved in the model at on_train_begin.
         self._layers: list[keras.layers.Layer] = []
-        self._probe: Any = None
+        self._probe: probe.LayerProbe | None = None
+        # Per layer, the spectra of the last measurement (for the pictures).
+        self._spectra: dict[str, tuple[np.ndarray, np.ndarray, int]] = {}
         self._writer: _events.SummaryWriter | None = None
         self._warned: set[tuple[str, str]] = set()
         # Per layer, the covariance colour scale fixed at its first picture.
         self._limits: dict[str, float] = {}
         self._hidden_from: list[tuple[Any, Any]] = []
         self._log_keys: set[str] = set()
-        self._projected: dict[str, list[np.ndarray]] = {}
+        self._projected: dict[str, np.ndarray] = {}
         self._reset_fit_state()
 
     def _reset_fit_state(self):
@@ -272,7 +277,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
     # -- Keras hooks -------------------------------------------------------
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._layers = self._resolve_layers()
+        self._layers = self._new_probe()
         self._reset_fit_state()
         _warn_about_wrapped_regularizers(self.model)
         self._hide_from_tensorboard(_compat.calling_callback_list(self))
@@ -296,22 +301,19 @@ class CovarianceMonitor(keras.callbacks.Callback):
         later = itertools.dropwhile(lambda c: c is not self, callback_list.callbacks)
         for callback in later:
             if isinstance(callback, keras.callbacks.TensorBoard):
-                own = callback.__dict__.get("on_epoch_end")
-                def on_epoch_end(epoch, logs=None, _original=callback.on_epoch_end,
-                                 _hidden=self._log_keys):
-                    if logs:
-                        logs = {k: v for k, v in logs.items() if k not in _hidden}
-                    return _original(epoch, logs)
-
-                callback.on_epoch_end = on_epoch_end
-                self._hidden_from.append((callback, own))
+                hiding = _hiding_filter(callback)
+                hiding.hidden.append(self._log_keys)
+                self._hidden_from.append((callback, hiding))
 
     def _restore_tensorboard(self):
-        for callback, own in self._hidden_from:
-            if own is None:
-                callback.__dict__.pop("on_epoch_end", None)
-            else:
-                callback.on_epoch_end = own
+        for callback, hiding in self._hidden_from:
+            hiding.hidden[:] = [keys for keys in hiding.hidden if keys is not self._log_keys]
+            if not hiding.hidden and callback.__dict__.get("on_epoch_end") is hiding:
+                # The last monitor to leave puts Keras's method back.
+                if hiding.own is None:
+                    del callback.on_epoch_end
+                else:
+                    callback.on_epoch_end = hiding.own
         self._hidden_from = []
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -347,7 +349,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
             # on_test_end has taken the batches that Keras validated on.
             record = self._recorded = []
             self._recording = _compat.recording_generator(
-                adapter, lambda batch: record.append((_inputs_of(batch),))
+                adapter, lambda batch: record.append((probe.inputs_of(batch),))
             )
             self._recording.__enter__()
 
@@ -423,7 +425,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
                 "is no validation data. Received: data=None"
             )
         if not self._layers:
-            self._layers = self._resolve_layers()
+            self._layers = self._new_probe()
         return self._compute(self._probe_batches())
 
     def _measure(self, step, batches, logs=None):
@@ -485,7 +487,9 @@ class CovarianceMonitor(keras.callbacks.Callback):
             ("layer", f"`{layer.name}` ({type(layer).__name__})"),
             ("activity_regularizer", f"`{regularizer!r}`" if regularizer else "none"),
             ("penalty layers in the model", ", ".join(penalty_layers) or "none"),
-            ("probe", f"{probe}, at most {cap} samples, N = observations per measurement"),
+            ("probe", f"{probe}, at most {cap} samples"),
+            ("N", (f"{int(self.results[layer.name]['n_samples']):,} observations at "
+                   "the first measurement (see `n_samples`)")),
             ("true_dim", str(self.true_dim)),
             ("q", f"{self.q:g}"),
             ("spatial_mode", self.spatial_mode),
@@ -496,14 +500,20 @@ class CovarianceMonitor(keras.callbacks.Callback):
             f"| {k} | {v} |\n" for k, v in rows)
 
     def _compute(self, batches):
-        accumulators, causes = self._accumulate(batches)
-        for layer in self._layers:
-            name = layer.name
-            acc = accumulators[name]
-            cov, cause = _covariance_or_cause(acc, causes[name])
-            if cause is not None:
-                self._warn_once(name, cause, _CAUSES[cause])
-                summary = dict.fromkeys(self._metric_keys(), math.nan)
+        assert self._probe is not None  # set in on_train_begin or measure()
+        found, self._projected, seen = self._probe.run(
+            batches, keep_samples=self.projector_samples)
+        if seen == 0 and self.data is not None:
+            raise ValueError(
+                "CovarianceMonitor: the probe data yielded no samples. "
+                f"Received: data of type {type(self.data).__name__}"
+            )
+        names = metrics.summary_names(q=self.q, with_tdv=self.true_dim is not None)
+        for name, measured in found.items():
+            cov = measured.covariance
+            if measured.undefined is not None:  # warned by the probe
+                summary = dict.fromkeys(names, math.nan)
+                self._spectra.pop(name, None)
             else:
                 d = self.true_dim
                 if d is not None and d > cov.shape[0]:
@@ -511,13 +521,14 @@ class CovarianceMonitor(keras.callbacks.Callback):
                         f"true_dim={d} exceeds its {cov.shape[0]} units, so TdV is "
                         "undefined (NaN)"))
                     d = None
-                summary = _rename(metrics.covariance_summary(cov, d=d, q=self.q), self.q)
+                summary, pca, unit = metrics.spectral_summary(cov, d=d, q=self.q)
                 undefined = sorted(k for k, v in summary.items() if math.isnan(v))
                 if d != self.true_dim:  # warned above
                     summary.update(tdv_pca=math.nan, tdv_unit=math.nan)
                 if undefined:
                     self._warn_once(name, "undefined", _undefined_message(cov, undefined))
-            summary["n_samples"] = float(acc.count)
+                self._spectra[name] = (pca, unit, int(summary[metrics.ud_name(self.q)]))
+            summary["n_samples"] = float(measured.n_samples)
             self.covariances[name] = cov
             self.correlations[name] = _correlation(cov)
             self.results[name] = summary
@@ -533,121 +544,21 @@ class CovarianceMonitor(keras.callbacks.Callback):
             stacklevel=4,
         )
 
-    def _metric_keys(self):
-        keys = _rename(
-            metrics.covariance_summary(np.eye(2), d=1 if self.true_dim else None),
-            self.q,
-        )
-        return list(keys)
-
-    def _accumulate(self, batches):
-        accumulators = {
-            layer.name: metrics.StreamingCovariance() for layer in self._layers
-        }
-        causes: dict[str, str | None] = {layer.name: None for layer in self._layers}
-        self._projected = {layer.name: [] for layer in self._layers}
-        seen = 0
-        for x in batches:
-            room = self.projector_samples - seen
-            seen += _batch_length(x)
-            for layer, calls in zip(self._layers, self._forward(x)):
-                if room > 0:
-                    out, mask = calls[0]
-                    self._projected[layer.name].extend(
-                        self._sample_vectors(out, mask)[:room])
-                for out, mask in calls:
-                    if causes[layer.name] is not None:
-                        continue
-                    h = self._as_observations(layer.name, out, mask)
-                    if not np.isfinite(h).all():
-                        causes[layer.name] = "non_finite"
-                        continue
-                    with np.errstate(over="ignore", invalid="ignore"):
-                        accumulators[layer.name].update(h)
-        if seen == 0 and self.data is not None:
-            raise ValueError(
-                "CovarianceMonitor: the probe data yielded no samples. "
-                f"Received: data of type {type(self.data).__name__}"
-            )
-        return accumulators, causes
-
-    def _sample_vectors(self, out, mask):
-        """One vector per sample for the Projector: positions averaged (unmasked ones)."""
-        out = np.asarray(out, dtype=np.float64)
-        if out.ndim == 2:
-            return out
-        if self.spatial_mode == "flatten":
-            return out.reshape(out.shape[0], -1)
-        axis = _validation.resolve_channel_axis(self.channel_axis, out.ndim)
-        out = np.moveaxis(out, axis, -1).reshape(out.shape[0], -1, out.shape[axis])
-        weights = np.ones(out.shape[:2])
-        if mask is not None and np.shape(mask) == out.shape[:2]:
-            weights = np.asarray(mask, dtype=np.float64)
-        counts = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
-        return np.einsum("np,npc->nc", weights, out) / counts
-
-    def _as_observations(self, name, out, mask):
-        """A layer's output (and its mask) as float64 (observations, features)."""
-        out = np.asarray(out, dtype=np.float64)
-        if out.ndim < 2:
-            raise ValueError(
-                "CovarianceMonitor needs layer outputs of rank >= 2. "
-                f"Received: output of shape {out.shape} from layer '{name}'"
-            )
-        channels = out.ndim > 2 and self.spatial_mode == "channels"
-        if channels:
-            axis = _validation.resolve_channel_axis(self.channel_axis, out.ndim)
-            out = np.moveaxis(out, axis, -1)
-        mask = None if mask is None else np.asarray(mask, dtype=bool)
-        fits = mask is None or mask.shape == out.shape[:1] or (
-            channels and mask.shape == out.shape[:-1])
-        if not fits:
-            self._warn_once(name, "mask", (
-                f"its output mask of shape {mask.shape} cannot be applied to "
-                f"outputs of shape {out.shape} (channels last) with spatial_mode="
-                f"{self.spatial_mode!r}; masked steps are included"))
-            mask = None
-        if channels:
-            if mask is not None:
-                if mask.ndim == 1:
-                    mask = np.broadcast_to(
-                        mask.reshape((-1,) + (1,) * (out.ndim - 2)), out.shape[:-1])
-                return out[mask]
-            return out.reshape(-1, out.shape[-1])
-        out = out.reshape(out.shape[0], -1)
-        return out if mask is None else out[mask]
-
     # -- probe data --------------------------------------------------------
 
     def _probe_batches(self):
         """Yields input batches, cut so that they total at most the cap."""
-        remaining: float | None = self.max_samples
-        if remaining is None:
-            remaining = DEFAULT_MAX_SAMPLES if self.data is not None else math.inf
-        for x in self._input_batches():
-            n = _batch_length(x)
-            if n >= remaining:
-                yield keras.tree.map_structure(lambda a, n=remaining: a[:n], x)
-                return
-            remaining -= n
-            yield x
-
-    def _input_batches(self):
-        data = self.data
-        if data is None:
-            yield from (_inputs_of(b) for b in self._validation_batches())
-        elif isinstance(data, keras.utils.PyDataset):
-            for i in range(len(data)):
-                yield _inputs_of(data[i])
-        elif hasattr(data, "as_numpy_iterator"):  # tf.data.Dataset
-            yield from (_inputs_of(b) for b in data.as_numpy_iterator())
+        cap: float
+        if self.max_samples is not None:
+            cap = self.max_samples
         else:
-            x = _inputs_of(data)
-            n = _batch_length(x)
-            for start in range(0, n, self.batch_size):
-                yield keras.tree.map_structure(
-                    lambda a, s=start: a[s : s + self.batch_size], x
-                )
+            cap = DEFAULT_MAX_SAMPLES if self.data is not None else math.inf
+        batches: Iterable[Any]
+        if self.data is None:
+            batches = (probe.inputs_of(b) for b in self._validation_batches())
+        else:
+            batches = probe.input_batches(self.data, self.batch_size)
+        return probe.capped(batches, cap)
 
     def _validation_batches(self):
         """The batches of `fit`'s last validation, in Keras's order."""
@@ -658,91 +569,14 @@ class CovarianceMonitor(keras.callbacks.Callback):
         # counted in on_test_batch_end.
         return itertools.islice(adapter.get_numpy_iterator(), self._validation_steps)
 
-    # -- forward passes ----------------------------------------------------
-
-    def _forward(self, x):
-        """Per watched layer, the list of (output, mask) of each of its calls.
-
-        The first batch runs the whole model eagerly and records every call of
-        the watched layers. If each was called once, without a mask, and the
-        model is functional, later batches run a compiled functional probe
-        from the inputs to the layers instead (the same outputs, faster).
-        """
-        with _activity_regularizers_off(self.model), warnings.catch_warnings():
-            # Keras (torch backend) warns when a functional model with one
-            # input is called on a bare tensor; the call is right.
-            warnings.filterwarnings(
-                "ignore", message="The structure of `inputs` doesn't match")
-            if isinstance(self._probe, keras.Model):
-                outputs = self._probe.predict_on_batch(x)
-                if not isinstance(outputs, (list, tuple)):
-                    outputs = [outputs]
-                return [[(keras.ops.convert_to_numpy(o), None)] for o in outputs]
-            calls = self._capture(x)
-            if self._probe is None:
-                self._probe = self._make_probe(calls)
-            return calls
-
-    def _make_probe(self, calls):
-        """A functional model from the inputs to the watched layers, or False."""
-        if any(len(c) != 1 or c[0][1] is not None for c in calls):
-            return False
-        try:
-            return keras.Model(self.model.inputs, [layer.output for layer in self._layers])
-        except (AttributeError, ValueError, TypeError):
-            return False  # subclassed, or a layer of a nested model
-
-    def _capture(self, x):
-        """Runs the model on `x` and records every call of the watched layers."""
-        captured: dict[str, list[Any]] = {layer.name: [] for layer in self._layers}
-        with contextlib.ExitStack() as stack:
-            for layer in self._layers:
-                stack.enter_context(_recording(layer, captured[layer.name]))
-            self.model(x, training=False)
-        missing = [name for name, outs in captured.items() if not outs]
-        if missing:
-            raise ValueError(
-                f"CovarianceMonitor: layers {missing} were not called by the "
-                "model's forward pass."
-            )
-        # Keras attaches the output mask after `call` returns.
-        return [
-            [(keras.ops.convert_to_numpy(out), _mask_as_numpy(out)) for out in captured[layer.name]]
-            for layer in self._layers
-        ]
-
     # -- set-up ------------------------------------------------------------
 
-    def _resolve_layers(self):
-        model = self.model
-        all_layers = list(_compat.nested_layers(model))
-        resolved = []
-        for spec in self._layer_specs:
-            if isinstance(spec, str):
-                matches = [layer for layer in all_layers if layer.name == spec]
-                if not matches:
-                    names = sorted({layer.name for layer in all_layers})
-                    raise ValueError(
-                        f"CovarianceMonitor: no layer named {spec!r} in model "
-                        f"{model.name!r} (its layers: {names}). Received: "
-                        f"layers={spec!r}"
-                    )
-                resolved.append(matches[0])
-            elif any(layer is spec for layer in all_layers):
-                resolved.append(spec)
-            else:
-                raise ValueError(
-                    f"CovarianceMonitor: layer {spec.name!r} is not part of model "
-                    f"{model.name!r}. Received: layers={spec!r}"
-                )
-        names = [layer.name for layer in resolved]
-        if len(set(names)) != len(names):
-            raise ValueError(
-                f"CovarianceMonitor: each layer may be watched once. Received: "
-                f"layers={names}"
-            )
-        self._probe = None
-        return resolved
+    def _new_probe(self):
+        """Resolves the watched layers in the model; returns them."""
+        self._probe = probe.LayerProbe(
+            self.model, self._layer_specs, spatial_mode=self.spatial_mode,
+            channel_axis=self.channel_axis, owner="CovarianceMonitor", warn=self._warn_once)
+        return self._probe.layers
 
     def _get_writer(self):
         if self._writer is None:
@@ -760,8 +594,9 @@ class CovarianceMonitor(keras.callbacks.Callback):
             limit = self._limits.setdefault(name, largest if largest > 0 else 1.0)
             note = "fixed"
         when = "before training" if step == INITIAL_STEP else f"epoch {step}"
+        pca, unit, cut = self._spectra[name]
         pictures = _plots.covariance_figures(
-            cov, name=name, when=when, q=self.q,
+            cov, name=name, when=when, q=self.q, pca=pca, unit=unit, cut=cut,
             correlation=self.correlations[name],
             n_samples=int(self.results[name]["n_samples"]),
             limit=limit, limit_note=note,
@@ -817,52 +652,87 @@ def histogram_bins(p: int) -> int:
 
 
 def _description(key, *, p, n, d, q, bins=None, limit=None):
-    """The Markdown description TensorBoard shows beside a tag's chart."""
-    ud = f"UD<sub>{round(q * 100)}</sub>"
+    """The description TensorBoard shows beside a tag's chart (Markdown).
+
+    Plain Unicode for the formulas: TensorBoard renders Markdown but shows
+    HTML tags as text.
+    """
+    ud = f"UD{round(q * 100)}"
     share = f"{q:.0%}"
     where = f"Measured on N = {n:,} observations of p = {p} units."
     texts = {
-        "cvr": "Covariance-variance ratio, sum<sub>ij</sub> |C<sub>ij</sub>| / tr C "
-               "(paper, Section 3.1), in [1, p]: 1 when the units are uncorrelated. "
-               "Lower is more decorrelated.",
+        "cvr": "Covariance-variance ratio, Σᵢⱼ |Cᵢⱼ| / tr C (paper, Section 3.1), "
+               "in [1, p]: 1 when the units are uncorrelated. Lower is more "
+               "decorrelated.",
         "mapc": "Mean absolute Pearson correlation between pairs of units (paper, "
                 "Section 3.1), in [0, 1]; units with zero variance left out. Lower is "
                 "more decorrelated.",
-        "ud_pca": f"{ud} on the PCA basis: how many principal components hold {share} "
-                  "of the variance, an integer in [1, p]. Lower is a more compact code. "
-                  "An integer: read it with smoothing 0.",
-        "ud_unit": f"{ud} on the unit basis: how many units (largest variance first) "
-                   f"hold {share} of the variance, an integer in [1, p]. Lower means "
-                   "fewer units in use. An integer: read it with smoothing 0.",
+        metrics.ud_name(q, "pca"): f"{ud} on the PCA basis: how many principal "
+                                   f"components hold {share} of the variance, an integer "
+                                   "in [1, p]. Lower is a more compact code. An "
+                                   "integer: read it with smoothing 0.",
+        metrics.ud_name(q, "unit"): f"{ud} on the unit basis: how many units (largest "
+                                    f"variance first) hold {share} of the variance, an "
+                                    "integer in [1, p]. Lower means fewer units in use. "
+                                    "An integer: read it with smoothing 0.",
         "tdv_pca": f"Top-d variance ratio, d = {d} (the true dimension): the share of "
                    "variance in the d largest principal components, in [0, 1]. Higher "
                    "is better; 1 when the code spans d dimensions.",
         "tdv_unit": f"Top-d variance ratio, d = {d}, on the unit basis: the share of "
                     "variance in the d units of largest variance, in [0, 1]. Higher is "
                     "better.",
-        "l_sigma": "L<sub>&Sigma;</sub> = sum<sub>ij</sub> |C<sub>ij</sub>| / p<sup>2</sup> "
-                   "(paper, Eq. 2) on these observations, before any strength: >= 0, "
-                   "lower is more decorrelated. Not the per-batch value in the loss.",
+        "l_sigma": "L_Σ = Σᵢⱼ |Cᵢⱼ| / p² (paper, Eq. 2) on these observations, before "
+                   "any strength: ≥ 0, lower is more decorrelated. Not the per-batch "
+                   "value in the loss.",
         "effective_rank": "Effective rank: exp of the entropy of the normalized PCA "
                           "spectrum (Roy & Vetterli, 2007), in [1, p]. Lower means fewer "
                           "dimensions in use.",
-        "participation_ratio": "Participation ratio (sum &lambda;)<sup>2</sup> / sum "
-                               "&lambda;<sup>2</sup> of the PCA spectrum (Gao et al., "
-                               "2017), in [1, p]. Lower means fewer dimensions in use.",
+        "participation_ratio": "Participation ratio (Σ λ)² / Σ λ² of the PCA spectrum "
+                               "(Gao et al., 2017), in [1, p]. Lower means fewer "
+                               "dimensions in use.",
         "n_samples": "N, the number of observations the covariance was measured on "
-                     "(samples, or samples x positions for outputs of rank > 2).",
+                     "(samples, or samples × positions for outputs of rank > 2).",
         "unit_variance": f"The p unit variances (diagonal of C) in {bins} buckets: a "
                          "bar at 0 is units a penalty switched off.",
-        "covariance": f"Covariance matrix C (p x p); red positive, blue negative; the "
-                      f"colour scale is fixed at +-{limit or 0:.3g} for the run so that "
+        "covariance": f"Covariance matrix C (p × p); red positive, blue negative; the "
+                      f"colour scale is fixed at ±{limit or 0:.3g} for the run so that "
                       "epochs compare (arrows on the bar: values beyond it).",
         "correlation": "Pearson correlations of the units on [-1, 1]; grey: units "
                        "with zero variance.",
-        "spectrum": f"Variances sorted largest first: bars, principal components "
+        "spectrum": "Variances sorted largest first: bars, principal components "
                     f"(eigenvalues of C); line, units (diagonal of C); dashed, {ud}.",
     }
-    base = key.replace(f"ud{round(q * 100)}_", "ud_")
-    return f"{texts[base]} {where}" if base in texts else where
+    return f"{texts[key]} {where}" if key in texts else where
+
+
+class _HidingFilter:
+    """A `TensorBoard` callback's `on_epoch_end` that leaves out monitors' keys.
+
+    One per `TensorBoard` callback, shared by every monitor before it in the
+    list: each adds the set of its epoch-log keys to `hidden` and removes it
+    when training ends; the last one out restores the callback.
+    """
+
+    def __init__(self, callback):
+        self.own = callback.__dict__.get("on_epoch_end")
+        self.original = callback.on_epoch_end
+        self.hidden = []
+
+    def __call__(self, epoch, logs=None):
+        if logs:
+            logs = {k: v for k, v in logs.items()
+                    if not any(k in keys for keys in self.hidden)}
+        return self.original(epoch, logs)
+
+
+def _hiding_filter(callback):
+    """The callback's `_HidingFilter`, installed on first use."""
+    current = callback.__dict__.get("on_epoch_end")
+    if isinstance(current, _HidingFilter):
+        return current
+    hiding = _HidingFilter(callback)
+    callback.on_epoch_end = hiding
+    return hiding
 
 
 def _check_hparams(hparams):
@@ -871,13 +741,35 @@ def _check_hparams(hparams):
     if not isinstance(hparams, Mapping):
         raise TypeError("`hparams` must be a dict from names to values. "
                         f"Received: hparams={hparams!r}")
+    checked = {}
     for name, value in hparams.items():
+        if isinstance(value, np.generic):  # np.float32(0.1), np.int64(3), ...
+            value = value.item()
         if not isinstance(name, str) or not isinstance(value, (bool, int, float, str)):
             raise TypeError(
                 "`hparams` must map str names to bool, int, float or str values (what "
                 f"TensorBoard's HParams dashboard shows). Received: hparams={hparams!r}"
             )
-    return dict(hparams)
+        if not name:
+            raise ValueError(f"`hparams` names must not be empty. Received: hparams={hparams!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(
+                f"`hparams` values must be finite. Received: hparams={hparams!r}")
+        checked[name] = value
+    return checked
+
+
+def _check_str(name, value, *, empty):
+    if not isinstance(value, str) or (not empty and not value):
+        raise TypeError(f"`{name}` must be a{'' if empty else ' non-empty'} string. "
+                        f"Received: {name}={value!r}")
+    return value
+
+
+def _check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return bool(value)
 
 
 def _write_text(path, text):
@@ -889,29 +781,9 @@ def _write_text(path, text):
 
 
 def _tsv_field(label):
-    """A label as one TSV field: tabs and newlines would split it."""
-    return re.sub(r"[\t\r\n]+", " ", label)
-
-
-# Why a layer's metrics can all be NaN, as said in the warning.
-_CAUSES = {
-    "non_finite": "its activations hold NaN or inf; its metrics are NaN",
-    "too_few": "fewer than 2 observations reached it; its metrics are NaN",
-    "overflow": "the covariance of its activations overflows float64; its metrics are NaN",
-}
-
-
-def _covariance_or_cause(acc, cause):
-    """The accumulated covariance, or a NaN matrix and why it is undefined."""
-    p = acc.n_features or 1
-    if cause is None and acc.count < 2:
-        cause = "too_few"
-    if cause is None:
-        cov = acc.covariance()
-        if np.isfinite(cov).all():
-            return cov, None
-        cause = "overflow"
-    return np.full((p, p), np.nan), cause
+    """A label as one TSV field: tabs and newlines would split it, and an
+    empty line would end the Projector's list of labels."""
+    return re.sub(r"[\t\r\n]+", " ", label).strip() or "(empty)"
 
 
 def _undefined_message(cov, undefined):
@@ -942,65 +814,6 @@ def _warn_about_wrapped_regularizers(model):
             )
 
 
-def _mask_as_numpy(tensor):
-    mask = _compat.keras_mask(tensor)
-    return None if mask is None else keras.ops.convert_to_numpy(mask)
-
-
-def _layer_list(layers):
-    specs = list(layers) if isinstance(layers, (list, tuple)) else [layers]
-    if not specs:
-        raise ValueError(
-            "CovarianceMonitor needs at least one layer to watch. "
-            f"Received: layers={layers!r}"
-        )
-    for spec in specs:
-        if not isinstance(spec, (str, keras.layers.Layer)):
-            raise TypeError(
-                "`layers` must hold layers or layer names. "
-                f"Received: layers={layers!r}"
-            )
-    return specs
-
-
-def _check_data(data):
-    """Rejects empty array data at construction; other sources at first use."""
-    if data is None or isinstance(data, keras.utils.PyDataset):
-        return data
-    if hasattr(data, "as_numpy_iterator"):
-        return data
-    x = _inputs_of(data)
-    leaves = keras.tree.flatten(x)
-    if not leaves or any(not hasattr(a, "shape") or len(a.shape) == 0 for a in leaves):
-        raise TypeError(
-            "`data` must be arrays, a tf.data.Dataset or a keras.utils.PyDataset. "
-            f"Received: data of type {type(data).__name__}"
-        )
-    if _batch_length(x) == 0:
-        raise ValueError(
-            f"`data` holds no samples. Received: data with shape {leaves[0].shape}"
-        )
-    return data
-
-
-def _inputs_of(batch):
-    """The inputs of an (x,), (x, y) or (x, y, w) tuple, or the batch itself."""
-    if isinstance(batch, tuple) and 1 <= len(batch) <= 3:
-        return batch[0]
-    return batch
-
-
-def _batch_length(x):
-    return int(keras.tree.flatten(x)[0].shape[0])
-
-
-def _rename(summary, q):
-    """Names UD after its q (ud90_pca for q = 0.9)."""
-    percent = f"ud{round(q * 100)}"
-    return {k.replace("ud_", f"{percent}_") if k.startswith("ud_") else k: v
-            for k, v in summary.items()}
-
-
 def _correlation(cov):
     """Pearson correlations; NaN where a unit has zero variance."""
     std = np.sqrt(np.clip(np.diag(cov), 0, None))
@@ -1010,37 +823,3 @@ def _correlation(cov):
     corr[~active, :] = np.nan
     corr[:, ~active] = np.nan
     return corr
-
-
-@contextlib.contextmanager
-def _activity_regularizers_off(model):
-    """Skips activity penalties in the probe's forward pass (wasted work)."""
-    saved = [
-        (layer, layer.activity_regularizer)
-        for layer in _compat.nested_layers(model)
-        if getattr(layer, "activity_regularizer", None) is not None
-    ]
-    for layer, _ in saved:
-        layer.activity_regularizer = None
-    try:
-        yield
-    finally:
-        for layer, regularizer in saved:
-            layer.activity_regularizer = regularizer
-
-
-@contextlib.contextmanager
-def _recording(layer, captured):
-    """Temporarily wraps `layer.call` to append every output to `captured`."""
-    original = layer.call
-
-    def call(*args, **kwargs):
-        out = original(*args, **kwargs)
-        captured.append(out)
-        return out
-
-    object.__setattr__(layer, "call", call)
-    try:
-        yield
-    finally:
-        object.__delattr__(layer, "call")

@@ -21,8 +21,8 @@ error: the ratio metrics return NaN and `DegenerateActivationsWarning` is
 issued; `utilized_dimensions` returns 0.
 """
 
+import math
 import warnings
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -39,8 +39,11 @@ __all__ = [
     "l_sigma",
     "mean_abs_pearson",
     "participation_ratio",
+    "spectral_summary",
     "spectrum",
+    "summary_names",
     "top_d_variance_ratio",
+    "ud_name",
     "utilized_dimensions",
 ]
 
@@ -120,12 +123,68 @@ def spectrum(activations: ArrayLike, *, basis: str = "pca",
         [4.0, 1.0]
     """
     _validation.check_choice("basis", basis, BASES)
-    c = _covariance_of(activations, from_covariance)
-    if basis == "unit":
-        values = np.diag(c).copy()
-    else:
-        values = np.linalg.eigvalsh(c)
+    return _spectrum_of(_covariance_of(activations, from_covariance), basis)
+
+
+# -- The metrics' cores: pure functions of a checked covariance matrix or of a
+# sorted spectrum; NaN (or 0 for UD) where a metric is undefined, no warnings.
+
+
+def _spectrum_of(c: np.ndarray, basis: str) -> np.ndarray:
+    values = np.diag(c).copy() if basis == "unit" else np.linalg.eigvalsh(c)
     return np.sort(np.clip(values, 0.0, None))[::-1]
+
+
+def _l_sigma_of(c: np.ndarray) -> float:
+    return float(np.abs(c).sum() / c.shape[0] ** 2)
+
+
+def _cvr_of(c: np.ndarray) -> float:
+    trace = float(np.trace(c))
+    return float(np.abs(c).sum() / trace) if trace > 0 else math.nan
+
+
+def _active_units(c: np.ndarray) -> np.ndarray:
+    variances = np.diag(c)
+    return (variances > ZERO_VARIANCE_RTOL * max(variances.max(), 0.0)) & (variances > 0)
+
+
+def _mapc_of(c: np.ndarray) -> float:
+    active = _active_units(c)
+    if active.sum() < 2:
+        return math.nan
+    sub = c[np.ix_(active, active)]
+    std = np.sqrt(np.diag(sub))
+    corr = np.abs(sub / np.outer(std, std))
+    upper = np.triu_indices(sub.shape[0], k=1)
+    return float(np.clip(corr[upper], 0.0, 1.0).mean())
+
+
+def _tdv_of(values: np.ndarray, d: int) -> float:
+    total = values.sum()
+    return float(values[:d].sum() / total) if total > 0 else math.nan
+
+
+def _ud_of(values: np.ndarray, q: float) -> int:
+    total = values.sum()
+    if total <= 0:
+        return 0
+    target = q * total * (1.0 - CUMULATIVE_RTOL)
+    return int(min(np.searchsorted(np.cumsum(values), target) + 1, values.size))
+
+
+def _effective_rank_of(values: np.ndarray) -> float:
+    total = values.sum()
+    if total <= 0:
+        return math.nan
+    w = values / total
+    w = w[w > 0]
+    return float(np.exp(-np.sum(w * np.log(w))))
+
+
+def _participation_ratio_of(values: np.ndarray) -> float:
+    total = values.sum()
+    return float(total**2 / np.sum(values**2)) if total > 0 else math.nan
 
 
 def l_sigma(activations: ArrayLike, *, from_covariance: bool = False) -> float:
@@ -147,8 +206,7 @@ def l_sigma(activations: ArrayLike, *, from_covariance: bool = False) -> float:
         >>> l_sigma([[1.0, -0.5], [-0.5, 1.0]], from_covariance=True)
         0.75
     """
-    c = _covariance_of(activations, from_covariance)
-    return float(np.abs(c).sum() / c.shape[0] ** 2)
+    return _l_sigma_of(_covariance_of(activations, from_covariance))
 
 
 def covariance_variance_ratio(activations: ArrayLike, *,
@@ -177,12 +235,10 @@ def covariance_variance_ratio(activations: ArrayLike, *,
         ...                           from_covariance=True)
         1.5
     """
-    c = _covariance_of(activations, from_covariance)
-    trace = float(np.trace(c))
-    if trace <= 0:
+    value = _cvr_of(_covariance_of(activations, from_covariance))
+    if math.isnan(value):
         _warn_degenerate("covariance_variance_ratio")
-        return float("nan")
-    return float(np.abs(c).sum() / trace)
+    return value
 
 
 def mean_abs_pearson(activations: ArrayLike, *, from_covariance: bool = False) -> float:
@@ -210,22 +266,15 @@ def mean_abs_pearson(activations: ArrayLike, *, from_covariance: bool = False) -
         0.5
     """
     c = _covariance_of(activations, from_covariance)
-    variances = np.diag(c)
-    active = variances > ZERO_VARIANCE_RTOL * max(variances.max(), 0.0)
-    active &= variances > 0
-    if active.sum() < 2:
+    value = _mapc_of(c)
+    if math.isnan(value):
         warnings.warn(
             "mean_abs_pearson is undefined: fewer than two units have non-zero "
-            f"variance ({int(active.sum())} of {c.shape[0]}). Returning NaN.",
+            f"variance ({int(_active_units(c).sum())} of {c.shape[0]}). Returning NaN.",
             DegenerateActivationsWarning,
             stacklevel=2,
         )
-        return float("nan")
-    sub = c[np.ix_(active, active)]
-    std = np.sqrt(np.diag(sub))
-    corr = np.abs(sub / np.outer(std, std))
-    upper = np.triu_indices(sub.shape[0], k=1)
-    return float(np.clip(corr[upper], 0.0, 1.0).mean())
+    return value
 
 
 def top_d_variance_ratio(activations: ArrayLike, d: int, *, basis: str = "pca",
@@ -256,11 +305,10 @@ def top_d_variance_ratio(activations: ArrayLike, d: int, *, basis: str = "pca",
     """
     values = spectrum(activations, basis=basis, from_covariance=from_covariance)
     d = _validation.check_int_in_range("d", d, 1, values.size)
-    total = values.sum()
-    if total <= 0:
+    value = _tdv_of(values, d)
+    if math.isnan(value):
         _warn_degenerate("top_d_variance_ratio")
-        return float("nan")
-    return float(values[:d].sum() / total)
+    return value
 
 
 def utilized_dimensions(activations: ArrayLike, *, q: float = 0.9, basis: str = "pca",
@@ -290,17 +338,14 @@ def utilized_dimensions(activations: ArrayLike, *, q: float = 0.9, basis: str = 
     """
     q = _validation.check_fraction("q", q)
     values = spectrum(activations, basis=basis, from_covariance=from_covariance)
-    total = values.sum()
-    if total <= 0:
+    if values.sum() <= 0:
         warnings.warn(
             "utilized_dimensions: the total variance is 0 (every unit is "
             "constant). Returning 0.",
             DegenerateActivationsWarning,
             stacklevel=2,
         )
-        return 0
-    target = q * total * (1.0 - CUMULATIVE_RTOL)
-    return int(min(np.searchsorted(np.cumsum(values), target) + 1, values.size))
+    return _ud_of(values, q)
 
 
 def effective_rank(activations: ArrayLike, *, basis: str = "pca",
@@ -327,14 +372,11 @@ def effective_rank(activations: ArrayLike, *, basis: str = "pca",
         >>> effective_rank([[2.0, 0.0], [0.0, 2.0]], from_covariance=True)
         2.0
     """
-    values = spectrum(activations, basis=basis, from_covariance=from_covariance)
-    total = values.sum()
-    if total <= 0:
+    value = _effective_rank_of(
+        spectrum(activations, basis=basis, from_covariance=from_covariance))
+    if math.isnan(value):
         _warn_degenerate("effective_rank")
-        return float("nan")
-    w = values / total
-    w = w[w > 0]
-    return float(np.exp(-np.sum(w * np.log(w))))
+    return value
 
 
 def participation_ratio(activations: ArrayLike, *, basis: str = "pca",
@@ -360,17 +402,105 @@ def participation_ratio(activations: ArrayLike, *, basis: str = "pca",
         >>> participation_ratio([[3.0, 0.0], [0.0, 1.0]], from_covariance=True)
         1.6
     """
-    values = spectrum(activations, basis=basis, from_covariance=from_covariance)
-    total = values.sum()
-    if total <= 0:
+    value = _participation_ratio_of(
+        spectrum(activations, basis=basis, from_covariance=from_covariance))
+    if math.isnan(value):
         _warn_degenerate("participation_ratio")
-        return float("nan")
-    return float(total**2 / np.sum(values**2))
+    return value
+
+
+def ud_name(q: float = 0.9, basis: str = "pca") -> str:
+    """The name of UD_q on a basis, as used across the package: ``ud90_pca``.
+
+    The same name is the key in `covariance_summary`, the monitor's
+    TensorBoard tag (``<layer>/ud90_pca``) and epoch-log key
+    (``val_<layer>_ud90_pca``), and the experiments' result column.
+
+    Args:
+        q: fraction of the variance, in (0, 1]; named by its rounded percent.
+        basis: ``"pca"`` or ``"unit"``.
+
+    Returns:
+        ``f"ud{round(100 q)}_{basis}"``.
+
+    Raises:
+        ValueError: for a `q` outside (0, 1] or an unknown `basis`.
+
+    Examples:
+        >>> ud_name(0.9, "unit")
+        'ud90_unit'
+    """
+    q = _validation.check_fraction("q", q)
+    _validation.check_choice("basis", basis, BASES)
+    return f"ud{round(q * 100)}_{basis}"
+
+
+def summary_names(*, q: float = 0.9, with_tdv: bool = False) -> list[str]:
+    """The keys of `covariance_summary`, in its order.
+
+    Args:
+        q: the fraction of variance of UD. Defaults to 0.9.
+        with_tdv: whether the summary has TdV (it does when given `d`).
+
+    Returns:
+        ``["l_sigma", "cvr", "mapc", "ud90_pca", "ud90_unit",
+        "effective_rank", "participation_ratio"]`` for q = 0.9, then
+        ``"tdv_pca", "tdv_unit"`` with TdV.
+
+    Examples:
+        >>> summary_names(q=0.8)[3:5]
+        ['ud80_pca', 'ud80_unit']
+    """
+    names = ["l_sigma", "cvr", "mapc", ud_name(q, "pca"), ud_name(q, "unit"),
+             "effective_rank", "participation_ratio"]
+    return names + ["tdv_pca", "tdv_unit"] if with_tdv else names
+
+
+def spectral_summary(cov: ArrayLike, *, d: int | None = None,
+                     q: float = 0.9) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Every metric of this module and both spectra, from one covariance matrix.
+
+    Checks `cov` once and eigendecomposes it once (``numpy.linalg.eigvalsh``,
+    O(p^3) time, O(p^2) memory); every other metric costs O(p^2). This is
+    what `covariance_summary` and the monitor use.
+
+    Args:
+        cov: covariance matrix of shape (n_features, n_features).
+        d: the true dimension of the data, in [1, n_features], for TdV;
+            omitted when None.
+        q: fraction of variance for UD, in (0, 1]. Defaults to 0.9.
+
+    Returns:
+        ``(summary, pca, unit)``: the dict of `covariance_summary`, and the
+        spectra on the PCA and unit bases, each of shape (n_features,),
+        largest first.
+
+    Raises:
+        ValueError: for a `cov` that is not a finite, symmetric, square
+            matrix with a non-negative diagonal, or a bad `d` or `q`.
+
+    Examples:
+        >>> summary, pca, unit = spectral_summary([[2.0, 0.0], [0.0, 1.0]])
+        >>> summary["ud90_pca"], pca.tolist(), unit.tolist()
+        (2.0, [2.0, 1.0], [2.0, 1.0])
+    """
+    c = _validation.as_covariance("cov", cov)
+    q = _validation.check_fraction("q", q)
+    if d is not None:
+        d = _validation.check_int_in_range("d", d, 1, c.shape[0])
+    pca, unit = _spectrum_of(c, "pca"), _spectrum_of(c, "unit")
+    values = [_l_sigma_of(c), _cvr_of(c), _mapc_of(c), float(_ud_of(pca, q)),
+              float(_ud_of(unit, q)), _effective_rank_of(pca), _participation_ratio_of(pca)]
+    if d is not None:
+        values += [_tdv_of(pca, d), _tdv_of(unit, d)]
+    return dict(zip(summary_names(q=q, with_tdv=d is not None), values)), pca, unit
 
 
 def covariance_summary(cov: ArrayLike, *, d: int | None = None,
                        q: float = 0.9) -> dict[str, float]:
     """Every metric of this module, from one covariance matrix.
+
+    One check of `cov` and one eigendecomposition (see `spectral_summary`).
 
     Args:
         cov: covariance matrix of shape (n_features, n_features).
@@ -378,33 +508,21 @@ def covariance_summary(cov: ArrayLike, *, d: int | None = None,
         q: fraction of variance for UD. Defaults to 0.9.
 
     Returns:
-        A dict of floats with the keys ``l_sigma``, ``cvr``, ``mapc``,
-        ``ud_pca``, ``ud_unit``, ``effective_rank``, ``participation_ratio``
-        and, when `d` is given, ``tdv_pca`` and ``tdv_unit``. Undefined values
-        are NaN, without warnings.
+        A dict of floats with the keys of `summary_names`: ``l_sigma``,
+        ``cvr``, ``mapc``, ``ud90_pca``, ``ud90_unit`` (for q = 0.9),
+        ``effective_rank``, ``participation_ratio`` and, when `d` is given,
+        ``tdv_pca`` and ``tdv_unit``. Undefined values are NaN (UD: 0),
+        without warnings.
+
+    Raises:
+        ValueError: as `spectral_summary`.
 
     Examples:
         >>> s = covariance_summary([[1.0, 0.0], [0.0, 1.0]], d=1)
-        >>> s["cvr"], s["ud_unit"], s["tdv_pca"]
+        >>> s["cvr"], s["ud90_unit"], s["tdv_pca"]
         (1.0, 2.0, 0.5)
     """
-    kw: dict[str, Any] = {"from_covariance": True}
-    c = _validation.as_covariance("cov", cov)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DegenerateActivationsWarning)
-        out = {
-            "l_sigma": l_sigma(c, **kw),
-            "cvr": covariance_variance_ratio(c, **kw),
-            "mapc": mean_abs_pearson(c, **kw),
-            "ud_pca": float(utilized_dimensions(c, q=q, basis="pca", **kw)),
-            "ud_unit": float(utilized_dimensions(c, q=q, basis="unit", **kw)),
-            "effective_rank": effective_rank(c, **kw),
-            "participation_ratio": participation_ratio(c, **kw),
-        }
-        if d is not None:
-            out["tdv_pca"] = top_d_variance_ratio(c, d, basis="pca", **kw)
-            out["tdv_unit"] = top_d_variance_ratio(c, d, basis="unit", **kw)
-    return out
+    return spectral_summary(cov, d=d, q=q)[0]
 
 
 class StreamingCovariance:

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from matplotlib.text import Text
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from keras_covreg import CovarianceMonitor, CovarianceRegularizer, _plots, metrics
 from keras_covreg.callbacks import histogram_bins
 from tests import backend_utils
+from tests.events import Events
 
 SCALARS = {"cvr", "mapc", "ud90_pca", "ud90_unit", "l_sigma", "effective_rank",
            "participation_ratio", "n_samples"}
@@ -43,10 +43,7 @@ def model_with_code(units=4, regularizer=None):
 
 
 def accumulator(path):
-    acc = EventAccumulator(str(path), size_guidance={"images": 0, "scalars": 0,
-                                                      "histograms": 0, "tensors": 0})
-    acc.Reload()
-    return acc
+    return Events(path)
 
 
 def all_tags(acc):
@@ -93,6 +90,24 @@ def test_each_metric_once_beside_keras_tensorboard(tmp_path, order):
     assert "on_epoch_end" not in vars(board)
 
 
+def test_several_monitors_and_fits_leave_keras_tensorboard_as_it_was(tmp_path):
+    needs_keras_tensorboard()
+    x = data()
+    model = model_with_code()
+    first = CovarianceMonitor("code", x[:64], log_dir=tmp_path / "a", images=False)
+    second = CovarianceMonitor("code", x[:64], log_dir=tmp_path / "b", images=False,
+                               log_prefix="probe_")
+    board = keras.callbacks.TensorBoard(log_dir=str(tmp_path / "keras"))
+    for _ in range(3):
+        model.fit(x, x, epochs=1, verbose=0, validation_data=(x[:64], x[:64]),
+                  callbacks=[first, second, board])
+        assert "on_epoch_end" not in vars(board)
+    tags = all_tags(accumulator(tmp_path / "keras" / "validation"))
+    assert "epoch_loss" in tags and not [t for t in tags if "code" in t]
+    tags = all_tags(accumulator(tmp_path / "keras" / "train"))
+    assert not [t for t in tags if "code" in t]
+
+
 # -- Descriptions --
 
 
@@ -129,7 +144,7 @@ def test_covariance_scale_is_fixed_at_the_first_measurement(tmp_path):
     model.fit(x, x, epochs=3, verbose=0, callbacks=[monitor])
     acc = accumulator(tmp_path / "validation")
     description = acc.SummaryMetadata("code/covariance").summary_description
-    assert f"+-{first:.3g}" in description
+    assert f"±{first:.3g}" in description
     assert len(acc.Images("code/covariance")) == 4
 
 
@@ -139,7 +154,7 @@ def test_covariance_scale_given_by_the_user(tmp_path):
     model.fit(x, x, epochs=1, verbose=0, callbacks=[
         CovarianceMonitor("code", x[:100], log_dir=tmp_path / "a", covariance_limit=2.5)])
     acc = accumulator(tmp_path / "a" / "validation")
-    assert "+-2.5 " in acc.SummaryMetadata("code/covariance").summary_description
+    assert "±2.5 " in acc.SummaryMetadata("code/covariance").summary_description
     with pytest.raises(ValueError, match="covariance_limit=0"):
         CovarianceMonitor("code", x, covariance_limit=0)
     with pytest.raises(ValueError, match="covariance_limit=inf"):
@@ -155,8 +170,9 @@ def test_heatmap_colour_limits():
         assert fig.axes[1].get_ylabel() == "covariance"
         colorbar = image.colorbar
         assert colorbar.extend == extend
-    correlation = _plots.covariance_figures(cov, name="code", when="epoch 0",
-                                            correlation=np.eye(2))["correlation"]
+    _, pca, unit = metrics.spectral_summary(cov)
+    correlation = _plots.covariance_figures(cov, name="code", when="epoch 0", pca=pca,
+                                            unit=unit, correlation=np.eye(2))["correlation"]
     assert correlation.axes[0].images[0].norm.vmax == 1.0
 
 
@@ -173,8 +189,10 @@ def test_pictures_are_legible_at_tensorboards_card_size(p):
     h = rng.normal(size=(3 * p, p)) * np.linspace(3, 0.01, p)
     cov = metrics.covariance(h)
     std = np.sqrt(np.diag(cov))
+    summary, pca, unit = metrics.spectral_summary(cov)
     figures = _plots.covariance_figures(
-        cov, name="dense_layer_1", when="before training", correlation=cov / np.outer(std, std),
+        cov, name="dense_layer_1", when="before training", pca=pca, unit=unit,
+        cut=int(summary["ud90_pca"]), correlation=cov / np.outer(std, std),
         n_samples=123456, limit=0.5 * np.abs(cov).max(), limit_note="fixed")
     for kind, fig in figures.items():
         png = Image.open(io.BytesIO(_plots.to_png(fig)))
@@ -221,11 +239,11 @@ def test_unit_variance_histogram(tmp_path):
     model = model_with_code(units=10)
     monitor = CovarianceMonitor("code", x[:100], log_dir=tmp_path)
     model.fit(x, x, epochs=1, verbose=0, callbacks=[monitor])
-    histogram = accumulator(tmp_path / "validation").Histograms("code/unit_variance")[-1]
-    values = histogram.histogram_value
-    assert len(values.bucket) == 4 and sum(values.bucket) == 10
+    buckets = accumulator(tmp_path / "validation").Histograms("code/unit_variance")[-1].buckets
+    assert buckets.shape == (4, 3) and buckets[:, 2].sum() == 10
     variances = np.diag(monitor.covariances["code"])
-    assert values.min == pytest.approx(variances.min()) and values.max == pytest.approx(variances.max())
+    assert buckets[0, 0] == pytest.approx(variances.min())
+    assert buckets[-1, 1] == pytest.approx(variances.max())
 
 
 # -- Projector --
@@ -270,6 +288,25 @@ def test_hparams_must_be_plain_values(tmp_path):
         CovarianceMonitor("code", data(), hparams={"strength": [0.1]})
     with pytest.raises(TypeError, match="hparams"):
         CovarianceMonitor("code", data(), hparams=[("strength", 0.1)])
+    with pytest.raises(ValueError, match="finite"):
+        CovarianceMonitor("code", data(), hparams={"strength": float("nan")})
+    with pytest.raises(ValueError, match="empty"):
+        CovarianceMonitor("code", data(), hparams={"": 1})
+    # NumPy scalars, as a sweep over np.logspace gives them, are plain values.
+    monitor = CovarianceMonitor("code", data(), hparams={"strength": np.float32(0.5),
+                                                         "seed": np.int64(3)})
+    assert monitor.hparams == {"strength": 0.5, "seed": 3}
+    assert type(monitor.hparams["seed"]) is int
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"run": None}, "run=None"), ({"run": ""}, "run=''"),
+    ({"log_prefix": None}, "log_prefix=None"), ({"images": "no"}, "images='no'"),
+    ({"projector_samples": 5, "projector_labels": "abcdef"}, "projector_labels='abcdef'"),
+])
+def test_bad_arguments_fail_at_construction(kwargs, error):
+    with pytest.raises(TypeError, match=error):
+        CovarianceMonitor("code", data(), **kwargs)
 
 
 # -- A real TensorBoard server --
@@ -291,8 +328,9 @@ class Server:
             pytest.skip("the tensorboard command is not installed")
         self.port = _free_port()
         self.process = subprocess.Popen(
-            [exe, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(self.port),
-             "--load_fast", "false", "--reload_interval", "1"],
+            # TensorBoard's defaults (the fast loader where installed), as a
+            # user starts it.
+            [exe, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
 
@@ -341,6 +379,9 @@ def test_tensorboard_server_dashboards(tmp_path):
         # Scalars, with their descriptions.
         assert set(scalars[runs[0]]) == {f"code/{k}" for k in SCALARS}
         assert "Lower is more decorrelated" in scalars[runs[0]]["code/cvr"]["description"]
+        assert "&lt;" not in scalars[runs[0]]["code/l_sigma"]["description"]  # no raw HTML
+        histograms = server.get("/histograms/tags")
+        assert "buckets" in histograms[runs[0]]["code/unit_variance"]["description"]
         values = server.get(f"/scalars/scalars?run={runs[1]}&tag=code/cvr")
         assert [v[1] for v in values] == [-1, 0, 1]
         images = server.get("/images/tags")

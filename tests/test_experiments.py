@@ -52,7 +52,7 @@ def test_synthetic_end_to_end_and_resume(tmp_path, monkeypatch):
     results = exp.results()
     assert len(results) == 2 * 3  # per projection: none, L_Sigma 0.1, L1 0.1
     for r in results:
-        finite_numbers(r, ["mse", "cvr", "mapc", "tdv_unit", "tdv_pca", "ud_unit", "ud_pca",
+        finite_numbers(r, ["mse", "cvr", "mapc", "tdv_unit", "tdv_pca", "ud90_unit", "ud90_pca",
                            "effective_rank", "loss_change_last_10pct"])
     with open(os.path.join(exp.root, "results.csv")) as f:
         assert len(list(csv.DictReader(f))) == len(results)
@@ -138,7 +138,7 @@ def test_cifar10_end_to_end(tmp_path):
     results = exp.results()
     assert len(results) == 4 + 4
     for r in results:
-        finite_numbers(r, ["cvr", "ud_pca", "ud_unit", "mse", "mapc", "tdv_pca",
+        finite_numbers(r, ["cvr", "ud90_pca", "ud90_unit", "mse", "mapc", "tdv_pca",
                            "effective_rank", "best_val_mse"])
         assert r["parameters"] == 540_583 and r["n_test"] == 30
     rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
@@ -299,3 +299,20 @@ def test_xor_seeds_do_not_retrace(tmp_path):
     assert shared == "0"
     # Without the shared model the warning comes: the check can see it.
     assert one_model_per_seed != "0"
+
+
+def test_results_of_earlier_releases_read_with_todays_names(tmp_path):
+    config = xor.Config(seeds=1, steps_per_chunk=5, max_chunks=1)
+    exp, _ = xor.run(config, tmp_path)
+    path = exp.run_path(exp.results()[0]["run_id"])
+    with open(path) as f:
+        result = json.load(f)
+    # The names UD_90 had before it had one across the package.
+    old = {k.replace("ud90_", "ud_"): v for k, v in result.items()}
+    assert "hidden_1_ud_pca" in old and "hidden_1_ud90_pca" not in old
+    with open(path, "w") as f:
+        json.dump(old, f)
+    loaded = {r["run_id"]: r for r in exp.results()}[result["run_id"]]
+    assert loaded == result
+    _, summary = xor.run(config, tmp_path)  # the report reads them too
+    assert "| L_Sigma" in summary

@@ -213,6 +213,8 @@ FIGURE_CASES = {
         title="code: spectrum, epoch 3"),
     "covariance_figures": lambda: _plots.covariance_figures(
         tiny_covariance(84), name="code", when="epoch 12", n_samples=10000,
+        pca=metrics.spectrum(tiny_covariance(84), from_covariance=True),
+        unit=metrics.spectrum(tiny_covariance(84), basis="unit", from_covariance=True), cut=7,
         correlation=np.corrcoef(np.random.default_rng(1).normal(size=(50, 84)).T)),
     "tradeoff_figure": lambda: _plots.tradeoff_figure(
         tradeoff_curves(SYNTHETIC_STRENGTHS, ("mapc", "cvr")), [("mapc", "MAPC"), ("cvr", "CVR")],
@@ -278,7 +280,7 @@ def synthetic_results(config):
                     "mse": 1e-8 * 10 ** (4 * rng.random()) * (1 + strength),
                     "loss_history": loss, "loss_change_last_10pct": 1e-3,
                     **{k: float(v) for k, v in zip(
-                        ("mapc", "cvr", "tdv_unit", "tdv_pca", "ud_unit", "ud_pca",
+                        ("mapc", "cvr", "tdv_unit", "tdv_pca", "ud90_unit", "ud90_pca",
                          "effective_rank"), 1 + rng.random(7))},
                 })
     return results
@@ -299,7 +301,7 @@ def test_synthetic_figures_are_legible(captured_figures):
 def cifar10_results(config):
     rng = np.random.default_rng(0)
     row = lambda **kw: {
-        "cvr": 5 + rng.random(), "ud_pca": 60 + rng.random(), "ud_unit": 70.0,
+        "cvr": 5 + rng.random(), "ud90_pca": 60 + rng.random(), "ud90_unit": 70.0,
         "mse": 0.007 * (1 + rng.random()), "mapc": 0.05, "tdv_pca": 0.3,
         "effective_rank": 60.0, "epochs": 30, "parameters": 540_583, "seconds": 30.0, **kw}
     results = [row(run_id=f"{r}_seed0", regularizer=r, strength=config.strength, seed=0)

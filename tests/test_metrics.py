@@ -160,9 +160,50 @@ def test_summary_matches_individual_metrics_without_warnings():
         s = metrics.covariance_summary(c, d=2)
         metrics.covariance_summary(np.zeros((3, 3)), d=1)
     assert s["cvr"] == metrics.covariance_variance_ratio(x)
-    assert s["ud_unit"] == metrics.utilized_dimensions(x, basis="unit")
+    assert s["ud90_unit"] == metrics.utilized_dimensions(x, basis="unit")
     assert s["tdv_pca"] == metrics.top_d_variance_ratio(x, 2)
     assert s["effective_rank"] == metrics.effective_rank(x)
+
+
+@pytest.mark.parametrize("q, d", [(0.9, None), (0.75, 3)])
+def test_one_eigendecomposition_and_one_check_per_summary(monkeypatch, q, d):
+    x = correlated(8)
+    c = metrics.covariance(x)
+    calls = {"eigvalsh": 0, "as_covariance": 0}
+    for module, name in ((np.linalg, "eigvalsh"), (metrics._validation, "as_covariance")):
+        original = getattr(module, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+    summary, pca, unit = metrics.spectral_summary(c, d=d, q=q)
+    assert calls == {"eigvalsh": 1, "as_covariance": 1}
+    assert list(summary) == metrics.summary_names(q=q, with_tdv=d is not None)
+    np.testing.assert_allclose(pca, np.sort(np.linalg.eigvalsh(c))[::-1], rtol=1e-12)
+    np.testing.assert_array_equal(unit, np.sort(np.diag(c))[::-1])
+    # Each value is the individual metric's, computed on its own.
+    individual = {
+        "l_sigma": metrics.l_sigma(x), "cvr": metrics.covariance_variance_ratio(x),
+        "mapc": metrics.mean_abs_pearson(x),
+        metrics.ud_name(q, "pca"): metrics.utilized_dimensions(x, q=q),
+        metrics.ud_name(q, "unit"): metrics.utilized_dimensions(x, q=q, basis="unit"),
+        "effective_rank": metrics.effective_rank(x),
+        "participation_ratio": metrics.participation_ratio(x),
+    }
+    if d is not None:
+        individual.update(tdv_pca=metrics.top_d_variance_ratio(x, d),
+                          tdv_unit=metrics.top_d_variance_ratio(x, d, basis="unit"))
+    assert summary == pytest.approx(individual, rel=1e-12)
+
+
+def test_ud_names():
+    assert metrics.ud_name() == "ud90_pca" and metrics.ud_name(0.5, "unit") == "ud50_unit"
+    with pytest.raises(ValueError, match="basis"):
+        metrics.ud_name(0.9, "units")
+    with pytest.raises(ValueError, match="q=1.5"):
+        metrics.ud_name(1.5)
 
 
 @pytest.mark.parametrize(

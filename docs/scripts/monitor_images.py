@@ -14,7 +14,7 @@ import tempfile
 import keras
 import numpy as np
 
-from keras_covreg import CovarianceMonitor, CovarianceRegularizer, _plots
+from keras_covreg import CovarianceMonitor, CovarianceRegularizer, _plots, metrics
 from keras_covreg.experiments import data, models
 
 
@@ -39,8 +39,10 @@ def main():
     for name, monitor in monitors.items():
         cov = monitor.covariances["code"]
         when = f"{args.epochs} epochs, {'no penalty' if name == 'none' else 'L_Sigma 0.3'}"
+        summary, pca, unit = metrics.spectral_summary(cov)
         figures = _plots.covariance_figures(
             cov, name="code", when=when, correlation=monitor.correlations["code"],
+            pca=pca, unit=unit, cut=int(summary["ud90_pca"]),
             n_samples=int(monitor.results["code"]["n_samples"]), limit=limit,
             limit_note="shared",
         )

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-from keras_covreg import metrics
 from keras_covreg.experiments import data, runner
 
 # Penalty name -> class in keras_covreg.regularizers (None: no penalty).
@@ -32,9 +31,9 @@ REGULARIZERS = {
 LABELS = {"l_sigma": "L_Sigma", "l1": "L1", "none": "none", "decov": "DeCov"}
 # Table 1 of the paper (test set); DeCov is not in it.
 PAPER_TABLE1 = {
-    "l_sigma": {"cvr": 6.56, "ud_90": 35.18, "mse": 0.0398},
-    "l1": {"cvr": 4.03, "ud_90": 20.59, "mse": 0.0569},
-    "none": {"cvr": 20.00, "ud_90": 41.69, "mse": 0.0365},
+    "l_sigma": {"cvr": 6.56, "ud90": 35.18, "mse": 0.0398},
+    "l1": {"cvr": 4.03, "ud90": 20.59, "mse": 0.0569},
+    "none": {"cvr": 20.00, "ud90": 41.69, "mse": 0.0365},
 }
 
 
@@ -106,19 +105,19 @@ def _test_metrics(model, x_test, batch_size, tdv_dim):
     """Whole-test-set covariance of the code, and the reconstruction MSE."""
     import keras
 
-    probe = keras.Model(model.input, [model.get_layer("code").output, model.outputs[0]])
-    acc = metrics.StreamingCovariance()
+    from keras_covreg.probe import measure
+
+    code = measure(model, x_test, "code", max_samples=len(x_test), batch_size=1000)["code"]
     squared_error = 0.0
     for start in range(0, len(x_test), 1000):
         x = x_test[start : start + 1000]
         # A direct call, not predict_on_batch: that traces a new tf.function
         # for every model, and Table 1's runs would retrace the same code.
-        code, reconstruction = (keras.ops.convert_to_numpy(t) for t in probe(x, training=False))
-        acc.update(code)
+        reconstruction = keras.ops.convert_to_numpy(model(x, training=False))
         squared_error += float(np.sum((np.asarray(reconstruction, np.float64) - x) ** 2))
-    summary = metrics.covariance_summary(acc.covariance(), d=tdv_dim)
+    summary = code.summary(d=tdv_dim)
     summary["mse"] = squared_error / x_test.size
-    summary["n_test"] = acc.count
+    summary["n_test"] = code.n_samples
     return summary
 
 
@@ -202,9 +201,9 @@ def report(exp, results, config, seconds):
             LABELS[row], len(group),
             _cell([r["cvr"] for r in group], ".2f"),
             f"{paper['cvr']:.2f}" if paper else "-",
-            _cell([r["ud_pca"] for r in group], ".1f"),
-            _cell([r["ud_unit"] for r in group], ".1f"),
-            f"{paper['ud_90']:.2f}" if paper else "-",
+            _cell([r["ud90_pca"] for r in group], ".1f"),
+            _cell([r["ud90_unit"] for r in group], ".1f"),
+            f"{paper['ud90']:.2f}" if paper else "-",
             _cell([r["mse"] for r in group], ".4f"),
             f"{paper['mse']:.4f}" if paper else "-",
             _cell([r["mapc"] for r in group], ".3f"),
@@ -247,10 +246,10 @@ def report(exp, results, config, seconds):
                 "labels": [f"λ={s:.3g}" if s in (min(strengths), config.strength,
                                                   max(strengths)) else ""
                            for s in strengths],
-                "cvr": [r["cvr"] for r in group], "ud_pca": [r["ud_pca"] for r in group],
+                "cvr": [r["cvr"] for r in group], "ud90_pca": [r["ud90_pca"] for r in group],
             }
         _plots.save_png_file(
-            _plots.tradeoff_figure(curves, [("cvr", "CVR"), ("ud_pca", "UD90 (PCA)")],
+            _plots.tradeoff_figure(curves, [("cvr", "CVR"), ("ud90_pca", "UD90 (PCA)")],
                                    title="Figure 6: lambda sweep on CIFAR-10 (test set)"),
             exp.figure_path("figure6_sweep.png"))
         text += "\n![Figure 6](figures/figure6_sweep.png)\n"
@@ -273,7 +272,7 @@ def run(config, out, *, restart=False):
 
 
 # The results the HParams dashboard shows per run, beside `hparams`.
-HPARAMS_METRICS = ("cvr", "mapc", "ud_pca", "ud_unit", "tdv_pca", "tdv_unit", "mse",
+HPARAMS_METRICS = ("cvr", "mapc", "ud90_pca", "ud90_unit", "tdv_pca", "tdv_unit", "mse",
                    "best_val_mse", "epochs")
 
 

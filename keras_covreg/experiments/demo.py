@@ -1,6 +1,5 @@
 """A one-minute demonstration: the same linear autoencoder with and without L_Sigma."""
 
-from keras_covreg import metrics
 from keras_covreg.experiments import data
 
 
@@ -14,6 +13,7 @@ def run_demo(*, strength=0.3, epochs=50, n_samples=2000, seed=0, out=print):
     import keras
 
     from keras_covreg.experiments import models
+    from keras_covreg.probe import measure
     from keras_covreg.regularizers import CovarianceRegularizer
 
     x, _ = data.projected_sources(n_samples, 20, seed=seed)
@@ -27,15 +27,13 @@ def run_demo(*, strength=0.3, epochs=50, n_samples=2000, seed=0, out=print):
         model = models.linear_autoencoder(20, code_regularizer=reg)
         model.compile(keras.optimizers.Adam(0.01), "mse")
         model.fit(x, x, batch_size=100, epochs=epochs, verbose=0)
-        encoder = keras.Model(model.input, model.get_layer("code").output)
-        code = keras.ops.convert_to_numpy(encoder(x, training=False))
-        summary = metrics.covariance_summary(metrics.covariance(code), d=4)
+        summary = measure(model, x, "code", max_samples=len(x))["code"].summary(d=4)
         reconstruction = keras.ops.convert_to_numpy(model(x, training=False))
         summary["mse"] = float(((reconstruction - x) ** 2).mean())
         results[name] = summary
     label = f"L_Sigma (lambda={strength})"
     out(f"\nmetrics of the code over all {n_samples} samples:")
     out(f"{'':>22}{'none':>12}{label:>22}")
-    for key in ("mse", "cvr", "mapc", "tdv_pca", "ud_unit", "ud_pca", "effective_rank"):
+    for key in ("mse", "cvr", "mapc", "tdv_pca", "ud90_unit", "ud90_pca", "effective_rank"):
         out(f"{key:>22}{results['none'][key]:>12.4g}{results['l_sigma'][key]:>22.4g}")
     return results

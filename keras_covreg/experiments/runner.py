@@ -54,6 +54,23 @@ def write_atomic(path, text):
         raise
 
 
+# Result keys renamed since earlier releases: UD_90 was ``ud_pca`` and
+# ``ud_unit`` (and ``<layer>_ud_pca`` in XOR) before it had one name across
+# the package (``metrics.ud_name``). Every experiment measures q = 0.9.
+RENAMED_KEYS = {"ud_pca": "ud90_pca", "ud_unit": "ud90_unit"}
+
+
+def upgrade_result(result):
+    """A run's result with the keys of earlier releases renamed."""
+    upgraded = {}
+    for key, value in result.items():
+        for old, new in RENAMED_KEYS.items():
+            if key == old or key.endswith("_" + old):
+                key = key[: len(key) - len(old)] + new
+        upgraded[key] = value
+    return upgraded
+
+
 def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else str(value)
@@ -193,7 +210,7 @@ class Experiment:
         if not os.path.exists(path):
             return None
         with open(path) as f:
-            return json.load(f)
+            return upgrade_result(json.load(f))
 
     def save(self, run_id, result):
         """Saves a finished run atomically and rebuilds results.csv."""
@@ -208,7 +225,7 @@ class Experiment:
         for name in sorted(os.listdir(self.runs_dir)):
             if name.endswith(".json"):
                 with open(os.path.join(self.runs_dir, name)) as f:
-                    out.append(json.load(f))
+                    out.append(upgrade_result(json.load(f)))
         return out
 
     def write_csv(self):
@@ -319,8 +336,8 @@ METRIC_DESCRIPTIONS = {
     "cvr": "covariance-variance ratio of the code at the end, in [1, p]; lower is "
            "more decorrelated",
     "mapc": "mean absolute Pearson correlation of the code's units, in [0, 1]",
-    "ud_pca": "UD90, principal components holding 90% of the code's variance",
-    "ud_unit": "UD90, units holding 90% of the code's variance",
+    "ud90_pca": "UD90, principal components holding 90% of the code's variance",
+    "ud90_unit": "UD90, units holding 90% of the code's variance",
     "tdv_pca": "share of the variance in the top d principal components; higher is better",
     "tdv_unit": "share of the variance in the top d units; higher is better",
     "active": "units whose variance is at least the active fraction of the largest",

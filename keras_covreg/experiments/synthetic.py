@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 
-from keras_covreg import metrics
 from keras_covreg.experiments import data, runner
 
 # Penalty name -> class in keras_covreg.regularizers. Names, not classes:
@@ -66,6 +65,7 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
     from keras_covreg import regularizers
     from keras_covreg.callbacks import CovarianceMonitor
     from keras_covreg.experiments import models
+    from keras_covreg.probe import measure
 
     x, _ = data.projected_sources(
         config.n_samples, config.input_dim, seed=config.seed * 1000 + projection,
@@ -98,11 +98,10 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
     )
     # Direct calls, not predict: predict traces a new tf.function for every
     # model, and a sweep of many runs would retrace the same code.
-    encoder = keras.Model(model.input, model.get_layer("code").output)
-    code = keras.ops.convert_to_numpy(encoder(x, training=False))
     reconstruction = keras.ops.convert_to_numpy(model(x, training=False))
     mse = float(np.mean((reconstruction - x) ** 2))
-    summary = metrics.covariance_summary(metrics.covariance(code), d=len(config.source_stds))
+    code = measure(model, x, "code", max_samples=len(x), batch_size=len(x))["code"]
+    summary = code.summary(d=len(config.source_stds))
     loss = history.history["loss"]
     tail = max(1, len(loss) // 10)
     descent = max(abs(loss[0] - loss[-1]), 1e-30)
@@ -184,8 +183,8 @@ def curves(results, config):
                      and (strength == 0 or r["regularizer"] == name)]
             curve["labels"].append(strength_label(name, strength, config))
             curve["strength"].append(strength)
-            for key in ("mse", "mapc", "cvr", "tdv_unit", "tdv_pca", "ud_unit",
-                        "ud_pca", "effective_rank", "loss_change_last_10pct"):
+            for key in ("mse", "mapc", "cvr", "tdv_unit", "tdv_pca", "ud90_unit",
+                        "ud90_pca", "effective_rank", "loss_change_last_10pct"):
                 curve.setdefault(key, []).append(runner.mean_std([r[key] for r in group])[0])
         curve["x"] = curve["mse"]
         out[LABELS[name]] = curve
@@ -205,7 +204,7 @@ def report(exp, results, config, seconds):
     _plots.save_png_file(
         _plots.tradeoff_figure(
             c, [("tdv_unit", f"TdV (d={len(config.source_stds)}, units)"),
-                ("ud_unit", "UD90 (units)")],
+                ("ud90_unit", "UD90 (units)")],
             title=f"Figure 3: dimensionality vs MSE (mean of {n_proj} projections)"),
         exp.figure_path("figure3_tdv_ud.png"))
     _plots.save_png_file(
@@ -218,8 +217,8 @@ def report(exp, results, config, seconds):
         for i, s in enumerate(curve["strength"]):
             rows.append([label if s > 0 else "none", f"{s:.3g}", f"{curve['mse'][i]:.3g}",
                          f"{curve['mapc'][i]:.3f}", f"{curve['cvr'][i]:.3f}",
-                         f"{curve['tdv_unit'][i]:.3f}", f"{curve['ud_unit'][i]:.2f}",
-                         f"{curve['ud_pca'][i]:.2f}", f"{curve['loss_change_last_10pct'][i]:.2g}"])
+                         f"{curve['tdv_unit'][i]:.3f}", f"{curve['ud90_unit'][i]:.2f}",
+                         f"{curve['ud90_pca'][i]:.2f}", f"{curve['loss_change_last_10pct'][i]:.2g}"])
     worst = max(r["loss_change_last_10pct"] for r in results)
     text = (
         "# Synthetic experiment (Section 3.2)\n\n"
@@ -261,7 +260,7 @@ def run(config, out, *, restart=False):
 
 
 # The results the HParams dashboard shows per run, beside `hparams`.
-HPARAMS_METRICS = ("cvr", "mapc", "ud_pca", "ud_unit", "tdv_pca", "tdv_unit", "mse",
+HPARAMS_METRICS = ("cvr", "mapc", "ud90_pca", "ud90_unit", "tdv_pca", "tdv_unit", "mse",
                    "final_loss", "passes")
 
 

@@ -87,6 +87,7 @@ def run_one(*, run_id, exp, config, seed, regularized, trainers=None):
 
     from keras_covreg.callbacks import CovarianceMonitor
     from keras_covreg.experiments import models
+    from keras_covreg.probe import measure
 
     model, start = _trainer({} if trainers is None else trainers, config, regularized)
     # The initial weights of a model built right after seeding, as before the
@@ -114,22 +115,22 @@ def run_one(*, run_id, exp, config, seed, regularized, trainers=None):
                 config.tolerance * abs(losses[-2]), config.abs_tolerance):
             converged = True
             break
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in LAYERS])
+    measured = measure(model, data.XOR_INPUTS, list(LAYERS))
     result = {
         "experiment": "xor", "seed": seed, "regularized": regularized,
         "solved": solved, "converged": converged, "steps": chunks * config.steps_per_chunk,
         "final_loss": losses[-1], "loss_history": losses,
         "predictions": predictions.ravel().tolist(),
     }
-    for name, h in zip(LAYERS, probe(data.XOR_INPUTS, training=False)):
-        cov = metrics.covariance(keras.ops.convert_to_numpy(h))
+    for name in LAYERS:
+        cov = measured[name].covariance
         variances = np.diag(cov)
         result[f"{name}_covariance"] = cov.tolist()
         result[f"{name}_variances"] = variances.tolist()
         threshold = config.active_fraction * variances.max()
         result[f"{name}_active"] = int(np.sum((variances >= threshold) & (variances > 0)))
-        summary = metrics.covariance_summary(cov)
-        for key in ("cvr", "mapc", "ud_pca", "ud_unit"):
+        summary = measured[name].summary()
+        for key in ("cvr", "mapc", "ud90_pca", "ud90_unit"):
             result[f"{name}_{key}"] = summary[key]
     result["minimal"] = result["hidden_1_active"] == 2 and result["hidden_2_active"] == 1
     return result
@@ -157,7 +158,10 @@ def report(exp, results, config, seconds):
         for name in LAYERS:
             cov = np.asarray(example[f"{name}_covariance"])
             when = f"{label}, seed {example['seed']}"
-            for kind, fig in _plots.covariance_figures(cov, name=name, when=when).items():
+            summary, pca, unit = metrics.spectral_summary(cov)
+            pictures = _plots.covariance_figures(cov, name=name, when=when, pca=pca, unit=unit,
+                                                 cut=int(summary["ud90_pca"]))
+            for kind, fig in pictures.items():
                 _plots.save_png_file(fig, exp.figure_path(f"figure{figure}_{name}_{kind}.png"))
     text = (
         "# XOR experiment (Section 3.3)\n\n"
@@ -201,7 +205,7 @@ def run(config, out, *, restart=False):
 
 # The results the HParams dashboard shows per run, beside `hparams`.
 HPARAMS_METRICS = tuple(f"{name}_{key}" for name in LAYERS
-                        for key in ("cvr", "mapc", "ud_pca", "ud_unit", "active")) + (
+                        for key in ("cvr", "mapc", "ud90_pca", "ud90_unit", "active")) + (
     "final_loss", "steps", "solved", "minimal")
 
 
