@@ -5,6 +5,7 @@ state), imported here only, so `import keras_covreg` does not import it.
 """
 
 import io
+import math
 
 import matplotlib
 import numpy as np
@@ -25,10 +26,21 @@ FONT_SIZE = 9
 SMALL_FONT_SIZE = 8
 
 
-# Tick labels with two significant digits and a true minus sign: the
-# hyphen-minus of "%.2g" is one pixel wide and vanishes when TensorBoard
-# scales a picture down.
-_SHORT = FuncFormatter(lambda value, _: f"{value:.2g}".replace("-", "\u2212"))
+def _short(value, _=None):
+    """A tick label of at most about five characters: 0.25, 750, 1.2e3, 2e−4.
+
+    Two significant digits; a true minus sign, since the hyphen-minus is one
+    pixel wide and vanishes when TensorBoard scales a picture down; exponents
+    without "+" and leading zeros.
+    """
+    text = f"{value:.3g}" if 1 <= abs(value) < 1000 else f"{value:.2g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text.replace("-", "\u2212")
+
+
+_SHORT = FuncFormatter(_short)
 
 
 def _tick_step(p):
@@ -61,6 +73,31 @@ def _title(fig, title, subtitle):
         fig.text(0.5, 0.885, subtitle, ha="center", va="top", fontsize=SMALL_FONT_SIZE)
 
 
+# The most cells per side a heatmap draws: about the pixels the heatmap spans
+# in a picture (the axes are some 160 pixels wide). A wider matrix is shown as
+# means of square blocks, said in the x-axis label; drawing a million cells into
+# 160 pixels costs time (0.35 s per picture at p = 1,024) and shows no more.
+MAX_CELLS = 256
+
+
+def _block_means(matrix):
+    """`matrix` as means of b x b blocks with at most MAX_CELLS per side, and b."""
+    p = matrix.shape[0]
+    block = math.ceil(p / MAX_CELLS)
+    if block == 1:
+        return matrix, 1
+    cells = math.ceil(p / block)
+    valid = np.zeros((cells * block, cells * block), dtype=bool)
+    valid[:p, :p] = np.isfinite(matrix)
+    padded = np.zeros(valid.shape)
+    padded[:p, :p] = np.where(valid[:p, :p], matrix, 0.0)
+    shape = (cells, block, cells, block)
+    sums = padded.reshape(shape).sum(axis=(1, 3))
+    counts = valid.reshape(shape).sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan), block
+
+
 def matrix_figure(matrix, *, title, label, limit=None, subtitle=""):
     """A heatmap of a symmetric matrix on a colour scale centred on zero.
 
@@ -80,17 +117,20 @@ def matrix_figure(matrix, *, title, label, limit=None, subtitle=""):
     if limit is None:
         limit = largest
     limit = limit if limit > 0 else 1.0
+    shown, block = _block_means(matrix)
     fig = _new_figure()
     _title(fig, title, subtitle)
     ax = fig.add_axes((0.2, 0.15, 0.48, 0.62))
     cax = fig.add_axes((0.71, 0.17, 0.03, 0.58))
     cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.8")
-    image = ax.imshow(matrix, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+    image = ax.imshow(shown, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest",
+                      extent=(-0.5, p - 0.5, p - 0.5, -0.5))
     ticks = np.arange(0, p, _tick_step(p))
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
     ax.tick_params(labelsize=SMALL_FONT_SIZE)
-    ax.set_xlabel("unit", fontsize=FONT_SIZE, labelpad=1)
+    ax.set_xlabel("unit" if block == 1 else f"unit (means of {block}\u00d7{block} blocks)",
+                  fontsize=FONT_SIZE, labelpad=1)
     ax.set_ylabel("unit", fontsize=FONT_SIZE, labelpad=1)
     extend = "both" if largest > limit * (1 + 1e-9) else "neither"
     # Short tick labels so that small covariances (1e-4) fit.

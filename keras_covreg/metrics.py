@@ -135,13 +135,14 @@ def _spectrum_of(c: np.ndarray, basis: str) -> np.ndarray:
     return np.sort(np.clip(values, 0.0, None))[::-1]
 
 
-def _l_sigma_of(c: np.ndarray) -> float:
-    return float(np.abs(c).sum() / c.shape[0] ** 2)
+def _l_sigma_of(abs_c: np.ndarray) -> float:
+    return float(abs_c.sum() / abs_c.shape[0] ** 2)
 
 
-def _cvr_of(c: np.ndarray) -> float:
-    trace = float(np.trace(c))
-    return float(np.abs(c).sum() / trace) if trace > 0 else math.nan
+def _cvr_of(abs_c: np.ndarray) -> float:
+    # tr |C| = tr C: the diagonal of a covariance is >= 0.
+    trace = float(np.trace(abs_c))
+    return float(abs_c.sum() / trace) if trace > 0 else math.nan
 
 
 def _active_units(c: np.ndarray) -> np.ndarray:
@@ -149,15 +150,19 @@ def _active_units(c: np.ndarray) -> np.ndarray:
     return (variances > ZERO_VARIANCE_RTOL * max(variances.max(), 0.0)) & (variances > 0)
 
 
-def _mapc_of(c: np.ndarray) -> float:
+def _mapc_of(c: np.ndarray, abs_c: np.ndarray) -> float:
     active = _active_units(c)
-    if active.sum() < 2:
+    k = int(active.sum())
+    if k < 2:
         return math.nan
-    sub = c[np.ix_(active, active)]
-    std = np.sqrt(np.diag(sub))
-    corr = np.abs(sub / np.outer(std, std))
-    upper = np.triu_indices(sub.shape[0], k=1)
-    return float(np.clip(corr[upper], 0.0, 1.0).mean())
+    std = np.sqrt(np.diag(c)[active])
+    corr = abs_c if active.all() else abs_c[np.ix_(active, active)]
+    corr = corr / std[:, None]
+    corr /= std[None, :]
+    np.minimum(corr, 1.0, out=corr)  # round-off can put |r| a hair above 1
+    # The mean over pairs i < j: C is symmetric, so the off-diagonal sum
+    # counts each pair twice.
+    return float((corr.sum() - np.trace(corr)) / (k * k - k))
 
 
 def _tdv_of(values: np.ndarray, d: int) -> float:
@@ -206,7 +211,7 @@ def l_sigma(activations: ArrayLike, *, from_covariance: bool = False) -> float:
         >>> l_sigma([[1.0, -0.5], [-0.5, 1.0]], from_covariance=True)
         0.75
     """
-    return _l_sigma_of(_covariance_of(activations, from_covariance))
+    return _l_sigma_of(np.abs(_covariance_of(activations, from_covariance)))
 
 
 def covariance_variance_ratio(activations: ArrayLike, *,
@@ -235,7 +240,7 @@ def covariance_variance_ratio(activations: ArrayLike, *,
         ...                           from_covariance=True)
         1.5
     """
-    value = _cvr_of(_covariance_of(activations, from_covariance))
+    value = _cvr_of(np.abs(_covariance_of(activations, from_covariance)))
     if math.isnan(value):
         _warn_degenerate("covariance_variance_ratio")
     return value
@@ -266,7 +271,7 @@ def mean_abs_pearson(activations: ArrayLike, *, from_covariance: bool = False) -
         0.5
     """
     c = _covariance_of(activations, from_covariance)
-    value = _mapc_of(c)
+    value = _mapc_of(c, np.abs(c))
     if math.isnan(value):
         warnings.warn(
             "mean_abs_pearson is undefined: fewer than two units have non-zero "
@@ -489,7 +494,8 @@ def spectral_summary(cov: ArrayLike, *, d: int | None = None,
     if d is not None:
         d = _validation.check_int_in_range("d", d, 1, c.shape[0])
     pca, unit = _spectrum_of(c, "pca"), _spectrum_of(c, "unit")
-    values = [_l_sigma_of(c), _cvr_of(c), _mapc_of(c), float(_ud_of(pca, q)),
+    abs_c = np.abs(c)
+    values = [_l_sigma_of(abs_c), _cvr_of(abs_c), _mapc_of(c, abs_c), float(_ud_of(pca, q)),
               float(_ud_of(unit, q)), _effective_rank_of(pca), _participation_ratio_of(pca)]
     if d is not None:
         values += [_tdv_of(pca, d), _tdv_of(unit, d)]

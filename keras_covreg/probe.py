@@ -265,6 +265,10 @@ class LayerProbe:
     def _capture(self, x: Any) -> list[list[tuple[np.ndarray, np.ndarray | None]]]:
         """Runs the model on `x` and records every call of the watched layers."""
         captured: dict[str, list[Any]] = {layer.name: [] for layer in self.layers}
+        if not self.model.built:
+            # A Sequential model without an Input builds on its first call,
+            # through symbolic calls of its layers: none may be recorded.
+            self.model(x, training=False)
         with contextlib.ExitStack() as stack:
             for layer in self.layers:
                 stack.enter_context(_recording(layer, captured[layer.name]))

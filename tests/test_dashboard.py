@@ -183,10 +183,10 @@ def visible_texts(fig):
     return [(t, t.get_window_extent(renderer)) for t in texts]
 
 
-@pytest.mark.parametrize("p", [2, 10, 84, 500])
-def test_pictures_are_legible_at_tensorboards_card_size(p):
+@pytest.mark.parametrize("p, scale", [(2, 1), (10, 1), (84, 1e-3), (500, 1), (1024, 40)])
+def test_pictures_are_legible_at_tensorboards_card_size(p, scale):
     rng = np.random.default_rng(p)
-    h = rng.normal(size=(3 * p, p)) * np.linspace(3, 0.01, p)
+    h = rng.normal(size=(3 * p, p)) * np.linspace(3, 0.01, p) * scale
     cov = metrics.covariance(h)
     std = np.sqrt(np.diag(cov))
     summary, pca, unit = metrics.spectral_summary(cov)
@@ -478,3 +478,17 @@ def test_cli_closing_message_gives_the_tensorboard_command(tmp_path, capsys):
     logdir = tmp_path / "xor" / "tensorboard"
     assert (f"tensorboard --logdir {logdir} --samples_per_plugin "
             f"{runner.SAMPLES_PER_PLUGIN}") in out
+
+
+def test_wide_heatmaps_show_block_means():
+    rng = np.random.default_rng(0)
+    cov = metrics.covariance(rng.normal(size=(600, 300)))
+    cov[5, :] = cov[:, 5] = np.nan
+    fig = _plots.matrix_figure(cov, title="t", label="covariance", subtitle="epoch 1")
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (150, 150)  # 2 x 2 blocks: at most MAX_CELLS a side
+    block = cov[:2, :2]
+    assert shown[0, 0] == pytest.approx(block.mean())
+    assert shown[2, 2] == pytest.approx(np.nanmean(cov[4:6, 4:6]))
+    assert fig.axes[0].get_xlabel() == "unit (means of 2\u00d72 blocks)"
+    assert fig.axes[0].get_xlim() == (-0.5, 299.5)
