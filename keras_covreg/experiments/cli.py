@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import inspect
 import logging
 import math
@@ -359,6 +360,12 @@ def quiet_backend_logs():
     if "keras" not in sys.modules:
         with _stderr_to_devnull():
             import keras  # noqa: F401
+
+            # On the JAX and torch backends Keras imports TensorFlow later
+            # (`keras.utils.set_random_seed` seeds it too, when installed):
+            # import it here, inside the quiet window.
+            if importlib.util.find_spec("tensorflow") is not None:
+                import tensorflow  # noqa: F401
 
 
 @contextlib.contextmanager
