@@ -508,11 +508,10 @@ class CovarianceMonitor(keras.callbacks.Callback):
                 "CovarianceMonitor: the probe data yielded no samples. "
                 f"Received: data of type {type(self.data).__name__}"
             )
-        names = metrics.summary_names(q=self.q, with_tdv=self.true_dim is not None)
         for name, measured in found.items():
             cov = measured.covariance
             if measured.undefined is not None:  # warned by the probe
-                summary = dict.fromkeys(names, math.nan)
+                summary = measured.summary(d=self.true_dim, q=self.q)  # all NaN
                 self._spectra.pop(name, None)
             else:
                 d = self.true_dim
@@ -587,19 +586,18 @@ class CovarianceMonitor(keras.callbacks.Callback):
         from keras_covreg import _plots
 
         cov = self.covariances[name]
-        if self.covariance_limit is not None:
-            limit, note = self.covariance_limit, "fixed"
-        else:
+        # Either way the scale stays the same for the run: "fixed".
+        limit = self.covariance_limit
+        if limit is None:
             largest = float(np.max(np.abs(cov)))
             limit = self._limits.setdefault(name, largest if largest > 0 else 1.0)
-            note = "fixed"
         when = "before training" if step == INITIAL_STEP else f"epoch {step}"
         pca, unit, cut = self._spectra[name]
         pictures = _plots.covariance_figures(
             cov, name=name, when=when, q=self.q, pca=pca, unit=unit, cut=cut,
             correlation=self.correlations[name],
             n_samples=int(self.results[name]["n_samples"]),
-            limit=limit, limit_note=note,
+            limit=limit, limit_note="fixed",
         )
         for tag, fig in pictures.items():
             writer.image(f"{name}/{tag}", _plots.to_png(fig), step,

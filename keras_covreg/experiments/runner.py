@@ -404,7 +404,7 @@ def write_tensorboard_experiment(log_dir, hparams, metrics):
     writer = _events.SummaryWriter.replacing(log_dir, "hparams")
     try:
         writer.hparams_experiment(
-            {name: sorted(values) for name, values in domains.items()},
+            {name: list(values) for name, values in domains.items()},
             [(f"result/{key}", "", _metric_description(key)) for key in metrics])
     finally:
         writer.close()
