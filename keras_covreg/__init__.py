@@ -31,6 +31,7 @@ from keras_covreg.metrics import (
 )
 
 if TYPE_CHECKING:
+    from keras_covreg.analysis import LayerAnalysis, analyze
     from keras_covreg.callbacks import CovarianceMonitor
     from keras_covreg.layers import (
         ActivityL1Regularization,
@@ -55,6 +56,8 @@ _NEEDS_KERAS = {
     "DeCovRegularizer": "keras_covreg.regularizers",
     # The callback also pulls in an event writer.
     "CovarianceMonitor": "keras_covreg.callbacks",
+    "LayerAnalysis": "keras_covreg.analysis",
+    "analyze": "keras_covreg.analysis",
     "LayerProbe": "keras_covreg.probe",
     "Measurement": "keras_covreg.probe",
     "measure": "keras_covreg.probe",
@@ -71,10 +74,12 @@ __all__ = [
     "DeCovRegularization",
     "DeCovRegularizer",
     "DegenerateActivationsWarning",
+    "LayerAnalysis",
     "LayerProbe",
     "Measurement",
     "StreamingCovariance",
     "__version__",
+    "analyze",
     "covariance",
     "covariance_summary",
     "covariance_variance_ratio",

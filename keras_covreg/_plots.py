@@ -60,9 +60,14 @@ def _new_figure(size=PICTURE_SIZE, dpi=PICTURE_DPI):
 
 
 def to_png(fig):
-    """Renders a figure to PNG bytes."""
+    """Renders a figure to PNG bytes.
+
+    zlib level 3 instead of Pillow's 6: a quarter less time per picture for
+    5% larger files (measured on a 340 x 260 heatmap), and the monitor
+    encodes several pictures every epoch.
+    """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 3})
     return buffer.getvalue()
 
 
@@ -98,7 +103,7 @@ def _block_means(matrix):
         return np.where(counts > 0, sums / counts, np.nan), block
 
 
-def matrix_figure(matrix, *, title, label, limit=None, subtitle=""):
+def matrix_figure(matrix, *, title, label, limit=None, subtitle="", previous=None):
     """A heatmap of a symmetric matrix on a colour scale centred on zero.
 
     Args:
@@ -109,6 +114,12 @@ def matrix_figure(matrix, *, title, label, limit=None, subtitle=""):
             end colours, and the colour bar shows arrows. max |matrix| when
             None.
         subtitle: a second, smaller line (when, N, the scale).
+        previous: a figure this function returned before. When it has the
+            same size, title, label, colour scale and arrows, it is redrawn
+            with the new values and subtitle and returned (the monitor draws
+            the same heatmaps every epoch: this saves building the axes and
+            the colour bar, a third of a picture's time); otherwise a new
+            figure is made.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     p = matrix.shape[0]
@@ -117,7 +128,17 @@ def matrix_figure(matrix, *, title, label, limit=None, subtitle=""):
     if limit is None:
         limit = largest
     limit = limit if limit > 0 else 1.0
+    extend = "both" if largest > limit * (1 + 1e-9) else "neither"
     shown, block = _block_means(matrix)
+    layout = (p, title, label, limit, extend)
+    kept = getattr(previous, "_heatmap", None)
+    if kept is not None and kept[0] == layout:
+        _, image, subtitle_text = kept
+        image.set_data(shown)
+        if subtitle_text is not None:
+            subtitle_text.set_text(subtitle)
+        if subtitle_text is not None or not subtitle:
+            return previous
     fig = _new_figure()
     _title(fig, title, subtitle)
     ax = fig.add_axes((0.2, 0.15, 0.48, 0.62))
@@ -132,11 +153,12 @@ def matrix_figure(matrix, *, title, label, limit=None, subtitle=""):
     ax.set_xlabel("unit" if block == 1 else f"unit (means of {block}\u00d7{block} blocks)",
                   fontsize=FONT_SIZE, labelpad=1)
     ax.set_ylabel("unit", fontsize=FONT_SIZE, labelpad=1)
-    extend = "both" if largest > limit * (1 + 1e-9) else "neither"
     # Short tick labels so that small covariances (1e-4) fit.
     bar = fig.colorbar(image, cax=cax, format=_SHORT, extend=extend)
     bar.ax.tick_params(labelsize=SMALL_FONT_SIZE)
     bar.set_label(label, fontsize=FONT_SIZE, labelpad=5)
+    subtitle_text = fig.texts[1] if subtitle else None
+    fig._heatmap = (layout, image, subtitle_text)
     return fig
 
 
@@ -157,15 +179,20 @@ def spectrum_figure(pca, unit, *, title, cut=None, q=0.9, subtitle=""):
     fig = _new_figure()
     _title(fig, title, subtitle)
     ax = fig.add_axes((0.2, 0.14, 0.75, 0.56))
-    # One artist per series (stairs) instead of one patch per bar: as fast for
-    # 1,000 units as for 10.
-    ax.stairs(pca, edges, fill=True, color="tab:blue", alpha=0.7,
-              label="principal comp.")
-    ax.stairs(unit, edges, color="tab:orange", linewidth=1.5, label="units")
+    # One artist per series instead of one patch per bar, and not `stairs`,
+    # whose patch updates the data limits one path segment at a time (85 ms
+    # at p = 1,024): a filled step and a step line cost the same for any p.
+    ax.fill_between(edges, np.r_[pca, pca[-1:]], step="post", color="tab:blue", alpha=0.7,
+                    linewidth=0, label="principal comp.")
+    ax.step(edges, np.r_[unit, unit[-1:]], where="post", color="tab:orange", linewidth=1.5,
+            label="units")
     if cut is not None and cut > 0:
         ax.axvline(cut + 0.5, color="0.3", linestyle="--", linewidth=1,
                    label=f"UD{round(q * 100)} = {cut}")
     ax.set_xlim(0.5, p + 0.5)
+    top = float(np.nanmax(np.r_[pca, unit], initial=0.0))
+    if np.isfinite(top) and top > 0:
+        ax.set_ylim(0.0, top * 1.05)  # variances start at 0, as bars do
     ax.set_xticks(np.unique(np.r_[1, np.arange(0, p + 1, _tick_step(p))[1:]]))
     ax.tick_params(labelsize=SMALL_FONT_SIZE)
     # Each tick label carries its own scale ("0.0002", "1e-05"): a shared
@@ -199,10 +226,12 @@ def _lambda_colours(curves):
 
 
 def _annotate_where_free(fig, axes, notes):
-    """Writes each (axes, text, xy) beside its point unless it would overlap.
+    """Writes each (axes, text, xy) beside its point where it covers nothing.
 
-    A label is left out when it would overlap text already drawn (tick
-    labels, axis labels, other labels) or leave its axes.
+    Four places are tried in turn (above right, below right, above left,
+    below left of the point); a label goes in the first that stays inside its
+    axes and overlaps no text already drawn (tick labels, axis labels, other
+    labels) and no plotted point, and is left out when none does.
     """
     fig.canvas.draw()  # the layout is final: place labels against it
     fig.set_layout_engine("none")
@@ -210,15 +239,38 @@ def _annotate_where_free(fig, axes, notes):
     taken = [t.get_window_extent(renderer) for ax in axes
              for t in ax.get_xticklabels() + ax.get_yticklabels()
              + [ax.xaxis.label, ax.yaxis.label] if t.get_text()]
+    taken += _marker_boxes(axes, renderer)
+    places = [((4, 4), "left", "bottom"), ((4, -4), "left", "top"),
+              ((-4, 4), "right", "bottom"), ((-4, -4), "right", "top")]
     for ax, text, xy in notes:
-        note = ax.annotate(text, xy, fontsize=8, xytext=(4, 4), textcoords="offset points")
-        box = note.get_window_extent(renderer)
-        inside = ax.get_window_extent(renderer).contains(box.x0, box.y0) and \
-            ax.get_window_extent(renderer).contains(box.x1, box.y1)
-        if not inside or any(box.overlaps(other) for other in taken):
+        frame = ax.get_window_extent(renderer)
+        for offset, ha, va in places:
+            note = ax.annotate(text, xy, fontsize=8, xytext=offset, textcoords="offset points",
+                               ha=ha, va=va)
+            box = note.get_window_extent(renderer)
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
+                taken.append(box)
+                break
             note.remove()
-        else:
-            taken.append(box)
+
+
+def _marker_boxes(axes, renderer):
+    """The display-space boxes of every scatter point on the axes."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.transforms import Bbox
+
+    boxes = []
+    for ax in axes:
+        for points in ax.collections:
+            if not isinstance(points, PathCollection):
+                continue
+            half = np.sqrt(np.max(points.get_sizes(), initial=36.0)) / 2 \
+                * renderer.points_to_pixels(1.0) + 1
+            for x, y in ax.transData.transform(points.get_offsets()):
+                if np.isfinite(x) and np.isfinite(y):
+                    boxes.append(Bbox([[x - half, y - half], [x + half, y + half]]))
+    return boxes
 
 
 def tradeoff_figure(curves, panels, *, title, xlabel="MSE", xlog=True):
@@ -305,7 +357,7 @@ def save_png_file(fig, path):
 
 
 def covariance_figures(cov, *, name, when, pca, unit, cut=None, q=0.9, correlation=None,
-                       n_samples=None, limit=None, limit_note=""):
+                       n_samples=None, limit=None, limit_note="", previous=None):
     """The monitor's pictures of one covariance matrix (the paper's Figures 4, 5).
 
     Draws what it is given; the caller computes the spectra and the UD cut
@@ -326,6 +378,9 @@ def covariance_figures(cov, *, name, when, pca, unit, cut=None, q=0.9, correlati
         limit: the covariance colour scale's half-range; max |C| when None.
         limit_note: a word on how `limit` was chosen, shown after it in the
             subtitle (e.g. "fixed").
+        previous: the dict this function returned for the same layer before;
+            its heatmaps are redrawn where their layout allows (see
+            `matrix_figure`).
 
     Returns:
         A dict from "covariance", "spectrum" and (with `correlation`)
@@ -333,16 +388,18 @@ def covariance_figures(cov, *, name, when, pca, unit, cut=None, q=0.9, correlati
     """
     detail = when if n_samples is None else f"{when}, N={n_samples:,}"
     scale = f"scale \u00b1{limit:.2g}" if limit is not None else "scale max |C|"
+    previous = previous or {}
     figures = {
         "covariance": matrix_figure(
             cov, title=f"{name}: covariance", label="covariance", limit=limit,
             subtitle=f"{detail}; {scale}{f' ({limit_note})' if limit_note else ''}",
+            previous=previous.get("covariance"),
         ),
     }
     if correlation is not None:
         figures["correlation"] = matrix_figure(
             correlation, title=f"{name}: correlation", label="Pearson r", limit=1.0,
-            subtitle=detail,
+            subtitle=detail, previous=previous.get("correlation"),
         )
     figures["spectrum"] = spectrum_figure(
         pca, unit, title=f"{name}: spectrum", cut=cut or None, q=q, subtitle=detail)

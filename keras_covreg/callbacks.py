@@ -118,7 +118,9 @@ class CovarianceMonitor(keras.callbacks.Callback):
         max_samples: the most probe samples to use, >= 2. Defaults to None:
             every validation sample when ``data=None``, at most 10,000 of
             `data` otherwise.
-        batch_size: batch size for array `data`. Defaults to 256.
+        batch_size: batch size for array `data`; None (default) for
+            `keras_covreg.probe.auto_batch_size` of the inputs (16 MiB of
+            inputs per batch, 32 to 1,024 samples).
         true_dim: the true dimension d of the data, for TdV; None to skip it.
         q: the variance fraction of UD. Defaults to 0.9.
         spatial_mode: for outputs of rank > 2, as in `CovarianceRegularizer`:
@@ -185,7 +187,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
         run: str = "validation",
         freq: int = 1,
         max_samples: int | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = None,
         true_dim: int | None = None,
         q: float = 0.9,
         spatial_mode: str = "channels",
@@ -207,9 +209,9 @@ class CovarianceMonitor(keras.callbacks.Callback):
         if max_samples is not None:
             _validation.check_int_in_range("max_samples", max_samples, 2, 2**62)
         self.max_samples = max_samples
-        self.batch_size = _validation.check_int_in_range(
-            "batch_size", batch_size, 1, 2**31
-        )
+        if batch_size is not None:
+            _validation.check_int_in_range("batch_size", batch_size, 1, 2**31)
+        self.batch_size = batch_size
         if true_dim is not None:
             _validation.check_int_in_range("true_dim", true_dim, 1, 2**31)
         self.true_dim = true_dim
@@ -258,6 +260,8 @@ class CovarianceMonitor(keras.callbacks.Callback):
         self._warned: set[tuple[str, str]] = set()
         # Per layer, the covariance colour scale fixed at its first picture.
         self._limits: dict[str, float] = {}
+        # Per layer, the last pictures, redrawn with new values where they can be.
+        self._pictures: dict[str, dict[str, Any]] = {}
         self._hidden_from: list[tuple[Any, Any]] = []
         self._log_keys: set[str] = set()
         self._projected: dict[str, np.ndarray] = {}
@@ -529,7 +533,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
                 self._spectra[name] = (pca, unit, int(summary[metrics.ud_name(self.q)]))
             summary["n_samples"] = float(measured.n_samples)
             self.covariances[name] = cov
-            self.correlations[name] = _correlation(cov)
+            self.correlations[name] = metrics.correlation_matrix(cov)
             self.results[name] = summary
         return self.results
 
@@ -597,8 +601,9 @@ class CovarianceMonitor(keras.callbacks.Callback):
             cov, name=name, when=when, q=self.q, pca=pca, unit=unit, cut=cut,
             correlation=self.correlations[name],
             n_samples=int(self.results[name]["n_samples"]),
-            limit=limit, limit_note="fixed",
+            limit=limit, limit_note="fixed", previous=self._pictures.get(name),
         )
+        self._pictures[name] = pictures
         for tag, fig in pictures.items():
             writer.image(f"{name}/{tag}", _plots.to_png(fig), step,
                          description=describe(tag, limit=limit))
@@ -812,12 +817,3 @@ def _warn_about_wrapped_regularizers(model):
             )
 
 
-def _correlation(cov):
-    """Pearson correlations; NaN where a unit has zero variance."""
-    std = np.sqrt(np.clip(np.diag(cov), 0, None))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        corr = cov / np.outer(std, std)
-    active = std > 0
-    corr[~active, :] = np.nan
-    corr[:, ~active] = np.nan
-    return corr

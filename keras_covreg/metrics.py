@@ -32,6 +32,7 @@ from keras_covreg import _validation
 __all__ = [
     "DegenerateActivationsWarning",
     "StreamingCovariance",
+    "correlation_matrix",
     "covariance",
     "covariance_summary",
     "covariance_variance_ratio",
@@ -42,6 +43,7 @@ __all__ = [
     "spectral_summary",
     "spectrum",
     "summary_names",
+    "switched_off_units",
     "top_d_variance_ratio",
     "ud_name",
     "utilized_dimensions",
@@ -414,6 +416,66 @@ def participation_ratio(activations: ArrayLike, *, basis: str = "pca",
     return value
 
 
+def correlation_matrix(cov: np.ndarray) -> np.ndarray:
+    """Pearson correlations of a covariance matrix; NaN where a unit has zero variance.
+
+    ``R[i, j] = C[i, j] / sqrt(C[i, i] C[j, j])``, of shape (p, p), no checks
+    (for matrices this package computed itself).
+
+    Examples:
+        >>> correlation_matrix(np.array([[4.0, 1.0, 0.0], [1.0, 1.0, 0.0],
+        ...                              [0.0, 0.0, 0.0]])).round(2).tolist()
+        [[1.0, 0.5, nan], [0.5, 1.0, nan], [nan, nan, nan]]
+    """
+    std = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cov / np.outer(std, std)
+    active = std > 0
+    corr[~active, :] = np.nan
+    corr[:, ~active] = np.nan
+    return corr
+
+
+# The default of `switched_off_units`: the XOR experiment's active fraction.
+SWITCHED_OFF_FRACTION = 0.01
+
+
+def switched_off_units(cov: ArrayLike, *, threshold: float = SWITCHED_OFF_FRACTION
+                       ) -> np.ndarray:
+    """The units a penalty has switched off: variance below a share of the largest.
+
+    Unit i is switched off when ``C[i, i] < threshold * max_j C[j, j]``, or
+    when its variance is 0. Relative, so that it does not depend on the
+    layer's scale: the paper's units are "switched off" when they no longer
+    vary (Sections 1 and 3.3), and a penalized code shrinks as a whole while
+    it trains.
+
+    Args:
+        cov: a covariance matrix of shape (p, p).
+        threshold: the share of the largest unit variance, in [0, 1].
+            Defaults to 0.01 (1%, as the XOR experiment's ``--active-fraction``).
+
+    Returns:
+        The indices of the switched-off units, ascending, an int64 array of
+        shape (k,); every unit when all variances are 0.
+
+    Raises:
+        ValueError: for a `cov` that is not a covariance matrix, or a
+            `threshold` outside [0, 1].
+
+    Examples:
+        >>> switched_off_units([[4.0, 0.0, 0.0], [0.0, 1e-4, 0.0], [0.0, 0.0, 0.5]])
+        array([1])
+    """
+    c = _validation.as_covariance("cov", cov)
+    threshold = _validation.check_finite_nonnegative("threshold", threshold)
+    if threshold > 1:
+        raise ValueError(f"`threshold` must be in [0, 1]. Received: threshold={threshold!r}")
+    variances = np.diag(c)
+    off = (variances < threshold * variances.max()) | (variances <= 0)
+    return np.flatnonzero(off).astype(np.int64)
+
+
 def ud_name(q: float = 0.9, basis: str = "pca") -> str:
     """The name of UD_q on a basis, as used across the package: ``ud90_pca``.
 
@@ -548,7 +610,7 @@ class StreamingCovariance:
         >>> acc = StreamingCovariance()
         >>> acc.update([[0.0, 1.0]]).update([[2.0, 3.0]])
         StreamingCovariance(count=2, n_features=2)
-        >>> acc.covariance().tolist()
+        >>> acc.covariance().round(12).tolist()  # equal to round-off
         [[2.0, 2.0], [2.0, 2.0]]
     """
 
@@ -585,8 +647,23 @@ class StreamingCovariance:
         # N x p values saves a pass over the batch.
         if not np.isfinite(mean).all():
             _validation.raise_non_finite("batch", h)
-        centered = h - mean
-        self._merge(h.shape[0], mean, centered.T @ centered)
+        n_b = h.shape[0]
+        if self._mean is None or self._m2 is None:
+            centered = h - mean
+            self.count, self._mean, self._m2 = n_b, mean, centered.T @ centered
+            return self
+        # Chan et al.'s update adds M2 of the batch and (n_a n_b / n) d d^T,
+        # d the difference of the means. The second term enters the same
+        # product as one more row, sqrt(n_a n_b / n) d: one Gram matrix per
+        # batch and no p x p temporaries (a third of the time at p = 1,024).
+        n = self.count + n_b
+        delta = mean - self._mean
+        rows = np.empty((n_b + 1, h.shape[1]))
+        np.subtract(h, mean, out=rows[:-1])
+        np.multiply(delta, math.sqrt(self.count * n_b / n), out=rows[-1])
+        self._m2 += rows.T @ rows
+        self._mean += delta * (n_b / n)
+        self.count = n
         return self
 
     def merge(self, other: "StreamingCovariance") -> "StreamingCovariance":

@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from keras_covreg.experiments import cifar10, cli, demo, runner, synthetic, xor
+from keras_covreg.experiments import analyze, cifar10, cli, demo, runner, synthetic, xor
 
 MODULES = {"synthetic": synthetic, "xor": xor, "cifar10": cifar10}
 COMMANDS = ("demo", *MODULES)
@@ -72,6 +72,16 @@ BAD_VALUES = {
         "--sweep-strengths": [["-1"], ["0.12345", "0.12346"]],
         "--seed": [["-2"]],
     },
+    "analyze": {
+        "--data": [["MISSING"], ["FILE"]],  # FILE: no .npy or .npz suffix
+        "--layers": [["code", "code"], [""]],
+        "--threshold": [["-0.1"], ["1.5"], ["nan"]],
+        "--max-samples": [["1"], ["x"]],
+        "--batch-size": [["0"]],
+        "--spatial-mode": [["pixels"]],
+        "--out": [["FILE"]],
+        "--import": [["not a module"], ["a..b"]],
+    },
 }
 
 
@@ -91,7 +101,7 @@ def value_options(parser):
 @pytest.fixture
 def no_runs(monkeypatch):
     """Makes any experiment or demo that gets past the parser fail the test."""
-    for module in MODULES.values():
+    for module in (*MODULES.values(), analyze):
         monkeypatch.setattr(module, "run", lambda *a, **k: pytest.fail("it ran"))
     monkeypatch.setattr(demo, "run_demo", functools.wraps(demo.run_demo)(
         lambda **k: pytest.fail("it ran")))
@@ -128,6 +138,12 @@ def test_bad_value_is_a_usage_error_before_anything_is_written(
     argv = [command, flag, *values]
     if command != "demo" and flag != "--out":
         argv += ["--out", str(out)]
+    if command == "analyze":  # a model file and --data are required
+        (tmp_path / "model.keras").write_text("")
+        (tmp_path / "x.npy").write_text("")
+        argv.insert(1, str(tmp_path / "model.keras"))
+        if flag != "--data":
+            argv += ["--data", str(tmp_path / "x.npy")]
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
@@ -336,6 +352,30 @@ def test_restart_deletes_the_old_runs(tmp_path, xor_calls):
         "l_sigma_seed00.json", "none_seed00.json"]
     assert saved_options(tmp_path)["learning_rate"] == 0.1
     assert (tmp_path / "xor" / "notes.txt").read_text() == "mine"
+
+
+def test_a_rerun_rebuilds_a_deleted_results_csv(tmp_path, xor_calls):
+    assert xor_cli(tmp_path, "--seeds", "1") == 0
+    csv_path = tmp_path / "xor" / "results.csv"
+    first = csv_path.read_text()
+    os.remove(csv_path)
+    assert xor_cli(tmp_path, "--seeds", "1") == 0
+    assert len(xor_calls) == 2  # nothing trained again
+    assert csv_path.read_text() == first
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_output_directory_that_cannot_be_made_is_an_error_not_a_traceback(
+        capsys, xor_calls):
+    # /proc takes no new directories, not even from root (for whom a
+    # permission check would pass).
+    with pytest.raises(SystemExit) as exit_info:
+        xor_cli("/proc/keras_covreg_test")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "keras-covreg xor: error: Cannot make the output directory" in err
+    assert "out='/proc/keras_covreg_test'" in err and "Traceback" not in err
+    assert xor_calls == []
 
 
 def test_runs_without_config_json_are_refused(tmp_path, xor_calls):

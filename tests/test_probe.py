@@ -104,6 +104,31 @@ def test_max_samples_cuts_across_batches():
                                rtol=1e-5, atol=1e-7)
 
 
+def test_auto_batch_size_follows_the_input_bytes():
+    from keras_covreg.probe import auto_batch_size, input_batches
+
+    # 16 MiB of inputs per batch, between 32 and 1,024 samples.
+    assert auto_batch_size(np.zeros((5, 32, 32, 3), "float32")) == 1024
+    assert auto_batch_size(np.zeros((5, 224, 224, 3), "float32")) == 32
+    assert auto_batch_size(np.zeros((5, 64, 64, 3), "float32")) == 16 * 2**20 // (64 * 64 * 3 * 4)
+    # Several inputs add up; float64 takes twice the room of float32.
+    two = [np.zeros((5, 64, 64, 3), "float32"), np.zeros((5, 64, 64, 3), "float32")]
+    assert auto_batch_size(two) == auto_batch_size(np.zeros((5, 64, 64, 3), "float64"))
+    sizes = [len(b) for b in input_batches(np.zeros((2500, 6), "float32"), None)]
+    assert sizes == [1024, 1024, 452]
+
+
+def test_default_batches_give_the_same_covariance():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="code")])
+    x = data(n=2500)
+    auto = measure(model, x, "code")["code"]
+    small = measure(model, x, "code", batch_size=7)["code"]
+    assert auto.n_samples == small.n_samples == 2500
+    np.testing.assert_allclose(auto.covariance, small.covariance, rtol=1e-10)
+    np.testing.assert_allclose(auto.covariance, reference(outputs(model, x)),
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_undefined_covariance_is_nan_with_a_warning():
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="code")])
     with pytest.warns(UserWarning, match="fewer than 2 observations"):
@@ -117,6 +142,8 @@ def test_undefined_covariance_is_nan_with_a_warning():
     ({"data": None}, TypeError, "data=None"),
     ({"data": np.zeros((0, 6))}, ValueError, "no samples"),
     ({"max_samples": 1}, ValueError, "max_samples=1"),
+    ({"batch_size": 0}, ValueError, "batch_size=0"),
+    ({"batch_size": 2.5}, TypeError, "batch_size=2.5"),
     ({"spatial_mode": "pixels"}, ValueError, "spatial_mode='pixels'"),
     ({"channel_axis": 0}, ValueError, "channel_axis=0"),
 ])

@@ -211,7 +211,6 @@ def report(exp, results, config, seconds):
             _cell([r["effective_rank"] for r in group], ".1f"),
             _cell([r["epochs"] for r in group], ".0f"),
         ])
-    run_minutes = sum(r.get("seconds", 0.0) for r in results) / 60
     params = table[0]["parameters"] if table else models.conv_autoencoder().count_params()
     text = (
         "# CIFAR-10 convolutional autoencoder (Section 3.4)\n\n"
@@ -222,7 +221,7 @@ def report(exp, results, config, seconds):
         f"{config.max_epochs} epochs, best weights restored; lambda = {config.strength} "
         f"for every penalty. Metrics on the test set, covariance over all "
         f"{config.test_samples} test images. TdV with d = {config.tdv_dim}. "
-        f"{len(results)} runs, {run_minutes:.1f} minutes of training and measuring "
+        f"{len(results)} runs, {runner.run_minutes(results):.1f} minutes of training and measuring "
         f"in all (the sum of the runs' own times); {seconds / 60:.1f} minutes in this "
         f"invocation ({keras.config.backend()} backend).\n\n"
         "Table 1, mean ± std over seeds (std shown with 2 or more seeds); the paper's "

@@ -4,6 +4,7 @@
     keras-covreg xor --out runs            # Section 3.3, Figures 4 and 5
     keras-covreg synthetic --out runs      # Section 3.2, Figures 2 and 3
     keras-covreg cifar10 --data-dir DIR    # Section 3.4, Table 1 (and Figure 6)
+    keras-covreg analyze MODEL.keras --data X.npy   # any saved model's layers
 
 Each experiment writes into ``<out>/<experiment>/``: a JSON per run, a CSV,
 PNG figures, a markdown summary beside the paper's numbers, and TensorBoard
@@ -40,6 +41,7 @@ EXPERIMENTS = {
     "cifar10": "Section 3.4: conv autoencoder on CIFAR-10 (Table 1, Figure 6)",
 }
 DEMO = "train a linear autoencoder with and without L_Sigma (~1 min)"
+ANALYZE = "measure the layers of a saved .keras model on probe data"
 
 # Run k of base seed s is seeded with s * 1000 + k (every experiment's
 # run_one), and NumPy's global seed must stay below 2**32.
@@ -93,10 +95,29 @@ def cifar10_directory():
     )
 
 
+def existing_file(suffixes):
+    """An existing file whose name ends with one of `suffixes`."""
+    return Rule(f"an existing {' or '.join(suffixes)} file", str,
+                lambda v: v.endswith(tuple(suffixes)) and os.path.isfile(v))
+
+
+def module_name():
+    """A dotted Python module name."""
+    return Rule("a module name such as mypackage.layers", str,
+                lambda v: all(part.isidentifier() for part in v.split(".")))
+
+
 def output_root():
-    """A directory, or a path where one can be made."""
-    return Rule("a directory, or a path where one can be made", str,
-                lambda v: v != "" and (os.path.isdir(v) or not os.path.exists(v)))
+    """A writable directory, or a path where one can be made."""
+    return Rule("a writable directory, or a path where one can be made", str,
+                lambda v: v != "" and _can_write_under(os.path.abspath(v)))
+
+
+def _can_write_under(path):
+    """Whether `path`, or its nearest existing ancestor, is a writable directory."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -441,7 +462,48 @@ def build_parser():
         )
         _add_options(p, name)
         p.set_defaults(func=_experiment(name), parser=p)
+    _add_analyze(sub, common)
     return parser
+
+
+def _add_analyze(sub, common):
+    from keras_covreg.experiments import analyze
+
+    p = sub.add_parser("analyze", help=ANALYZE, description=analyze.__doc__,
+                       formatter_class=HelpFormatter, parents=[common])
+    p.add_argument("model", type=_checked_type("model", existing_file((".keras", ".h5"))),
+                   help="the saved model: a .keras file (or a legacy .h5)")
+    p.add_argument("--data", required=True,
+                   type=_checked_type("data", existing_file((".npy", ".npz"))),
+                   help="the probe inputs: a .npy array, or a .npz of one array (or one "
+                   "per model input, named after the inputs)")
+    p.add_argument("--layers", nargs="+", action=_Several, key=SAME,
+                   type=_checked_type("layers", Rule("a layer name", str, lambda v: v != "")),
+                   help="names of the layers to measure; if omitted, every layer with one "
+                   "floating output of rank >= 2")
+    p.add_argument("--threshold", type=_checked_type("threshold", real(0, 1)),
+                   default=0.01, help="a unit is switched off when its variance is below "
+                   "this share of the largest unit variance of its layer")
+    p.add_argument("--max-samples", type=_checked_type("max_samples", integer(2)),
+                   default=10_000, help="the most probe samples read")
+    p.add_argument("--batch-size", type=_checked_type("batch_size", integer(1)),
+                   help="probe batch size; if omitted, 16 MiB of inputs per batch (32 to "
+                   "1,024 samples)")
+    p.add_argument("--spatial-mode", type=_checked_type(
+        "spatial_mode", choice(("channels", "flatten"))), default="channels",
+        help="feature maps: channels are the features and every position an "
+        "observation ('channels'), or each sample flattened ('flatten')")
+    p.add_argument("--out", type=_checked_type("out", output_root()),
+                   help="also write analysis.json and PNG pictures of each layer's "
+                   "covariance, correlations and spectrum into this directory")
+    p.add_argument("--safe-mode", action=argparse.BooleanOptionalAction, default=True,
+                   help="load with Keras's safe_mode, which refuses code stored in the "
+                   "file (Lambda layers); turn off only for a file you trust")
+    p.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                   type=_checked_type("import", module_name()),
+                   help="import MODULE before loading, to register the model's own "
+                   "classes with Keras; may be repeated")
+    p.set_defaults(func=analyze.run, parser=p, imports=None)
 
 
 def main(argv=None):

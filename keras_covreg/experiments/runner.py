@@ -180,6 +180,8 @@ class Experiment:
     Raises:
         OptionsMismatchError: if the directory holds runs made with options
             that change results (see `check_options`); nothing is written then.
+        ValueError: if the directory cannot be made (e.g. `out` lies on a
+            read-only file system).
     """
 
     def __init__(self, out, name, config, *, adds_runs=(), restart=False):
@@ -191,8 +193,12 @@ class Experiment:
             clear(self.root)
         else:
             check_options(self.root, config, adds_runs=adds_runs)
-        os.makedirs(self.runs_dir, exist_ok=True)
-        os.makedirs(self.figures_dir, exist_ok=True)
+        try:
+            os.makedirs(self.runs_dir, exist_ok=True)
+            os.makedirs(self.figures_dir, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"Cannot make the output directory {self.root!r}: "
+                             f"{e.strerror or e}. Received: out={os.fspath(out)!r}") from e
         write_atomic(
             os.path.join(self.root, "config.json"),
             json.dumps(config, indent=2, sort_keys=True),
@@ -324,6 +330,7 @@ def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart
         on_result=lambda run_id, kwargs, result: write_tensorboard_run(
             exp.tensorboard_dir(run_id), run_hparams(kwargs, config), result, metrics),
     )
+    exp.write_csv()  # also when every run was already there and results.csv was not
     write_tensorboard_experiment(
         os.path.join(exp.root, "tensorboard"),
         [run_hparams(kwargs, config) for _, kwargs in runs], metrics)
@@ -420,6 +427,15 @@ def tensorboard_command(exp):
     """The command that shows an experiment's TensorBoard logs, every picture included."""
     return (f"tensorboard --logdir {os.path.join(exp.root, 'tensorboard')} "
             f"--samples_per_plugin {SAMPLES_PER_PLUGIN}")
+
+
+def run_minutes(results):
+    """Minutes the runs took, summed over their own recorded times.
+
+    Unlike the time of one invocation, this stays the same when a sweep is
+    resumed or only its report is redrawn from results already on disk.
+    """
+    return sum(r.get("seconds", 0.0) for r in results) / 60
 
 
 def mean_std(values):
