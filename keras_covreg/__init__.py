@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         DeCovRegularization,
     )
     from keras_covreg.probe import LayerProbe, Measurement, measure
+    from keras_covreg.pruning import PruneReport, prune_units
     from keras_covreg.regularizers import (
         ActivityL1Regularizer,
         CovarianceRegularizer,
@@ -61,6 +62,8 @@ _NEEDS_KERAS = {
     "LayerProbe": "keras_covreg.probe",
     "Measurement": "keras_covreg.probe",
     "measure": "keras_covreg.probe",
+    "PruneReport": "keras_covreg.pruning",
+    "prune_units": "keras_covreg.pruning",
 }
 
 __version__ = "0.1.0"
@@ -77,6 +80,7 @@ __all__ = [
     "LayerAnalysis",
     "LayerProbe",
     "Measurement",
+    "PruneReport",
     "StreamingCovariance",
     "__version__",
     "analyze",
@@ -88,6 +92,7 @@ __all__ = [
     "mean_abs_pearson",
     "measure",
     "participation_ratio",
+    "prune_units",
     "spectrum",
     "top_d_variance_ratio",
     "utilized_dimensions",

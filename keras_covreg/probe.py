@@ -57,11 +57,15 @@ class Measurement:
         undefined: None, or why the covariance is undefined: ``"non_finite"``
             (NaN or inf activations), ``"too_few"`` (N < 2) or
             ``"overflow"`` (beyond float64).
+        mean: float64 array of shape (p,), the mean of each feature over the
+            same observations; all NaN when `undefined` is set. None when
+            made without one.
     """
 
     covariance: np.ndarray
     n_samples: int
     undefined: str | None = None
+    mean: np.ndarray | None = None
 
     def summary(self, *, d: int | None = None, q: float = 0.9) -> dict[str, float]:
         """`metrics.covariance_summary` of the covariance, NaN when undefined."""
@@ -233,7 +237,8 @@ class LayerProbe:
             cov, cause = _covariance_or_cause(acc, causes[name])
             if cause is not None:
                 self._warn(name, cause, UNDEFINED_CAUSES[cause])
-            found[name] = Measurement(cov, int(acc.count), cause)
+            mean = acc.mean if cause is None else np.full(cov.shape[0], np.nan)
+            found[name] = Measurement(cov, int(acc.count), cause, mean)
         vectors = {name: np.asarray(rows, dtype=np.float64) for name, rows in kept.items()}
         return found, vectors, seen
 

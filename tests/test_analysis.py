@@ -188,3 +188,27 @@ def test_cli_custom_objects_need_their_module(saved, capsys, monkeypatch):
     assert analyze_cli(saved / "custom.keras", "--data", saved / "x.npy",
                        "--import", "my_layers") == 0
     assert "| twice | 4 | 400 |" in capsys.readouterr().out
+
+
+def test_cli_prune_writes_a_smaller_model(saved, capsys):
+    out = saved / "smaller.keras"
+    assert cli.main(["prune", str(saved / "model.keras"), "--data", str(saved / "x.npy"),
+                     "--layers", "code", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "code: removed 2 of 6 units (1, 4)" in printed and f"Wrote {out}" in printed
+    smaller = keras.saving.load_model(out)
+    assert smaller.get_layer("code").units == 4
+    x = probe_data()
+    expected = backend_utils.to_numpy(planted_model()(x, training=False))
+    np.testing.assert_allclose(backend_utils.to_numpy(smaller(x, training=False)), expected,
+                               atol=1e-6 * np.abs(expected).max())
+    with pytest.raises(SystemExit):
+        cli.main(["prune", str(saved / "model.keras"), "--data", str(saved / "x.npy"),
+                  "--layers", "code", "-o", str(saved / "model.keras")])
+    assert "is the model being pruned" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["prune", str(saved / "model.keras"), "--data", str(saved / "x.npy"),
+                  "--layers", "code", "--max-output-change", "0", "-o",
+                  str(saved / "other.keras")])
+    assert "max_output_change=0" in capsys.readouterr().err
+    assert not (saved / "other.keras").exists()

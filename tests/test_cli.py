@@ -82,6 +82,16 @@ BAD_VALUES = {
         "--out": [["FILE"]],
         "--import": [["not a module"], ["a..b"]],
     },
+    "prune": {
+        "--data": [["MISSING"]],
+        "--layers": [["code", "code"]],
+        "--threshold": [["2"]],
+        "--max-output-change": [["-1"], ["inf"]],
+        "--max-samples": [["0"]],
+        "--batch-size": [["-3"]],
+        "-o": [["FILE"], ["EMPTY_DIR"]],  # no .keras suffix; a directory
+        "--import": [["1module"]],
+    },
 }
 
 
@@ -138,17 +148,22 @@ def test_bad_value_is_a_usage_error_before_anything_is_written(
     argv = [command, flag, *values]
     if command != "demo" and flag != "--out":
         argv += ["--out", str(out)]
-    if command == "analyze":  # a model file and --data are required
+    if command in ("analyze", "prune"):  # a model file and --data are required
         (tmp_path / "model.keras").write_text("")
         (tmp_path / "x.npy").write_text("")
         argv.insert(1, str(tmp_path / "model.keras"))
-        if flag != "--data":
-            argv += ["--data", str(tmp_path / "x.npy")]
+        required = {"--data": [str(tmp_path / "x.npy")]}
+        if command == "prune":
+            required.update({"--layers": ["code"], "-o": [str(tmp_path / "s.keras")]})
+        for other, value in required.items():
+            if other != flag:
+                argv += [other, *value]
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"keras-covreg {command}: error: argument {flag}:" in err
+    # An option with a short form is named by both: "argument -o/--output:".
+    assert re.search(f"keras-covreg {command}: error: argument {flag}(/--[a-z-]+)?:", err)
     assert "Received: " in err and "Traceback" not in err
     assert not out.exists()
 

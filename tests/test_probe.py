@@ -127,6 +127,8 @@ def test_default_batches_give_the_same_covariance():
     np.testing.assert_allclose(auto.covariance, small.covariance, rtol=1e-10)
     np.testing.assert_allclose(auto.covariance, reference(outputs(model, x)),
                                rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(auto.mean, np.mean(outputs(model, x), axis=0, dtype=np.float64),
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_undefined_covariance_is_nan_with_a_warning():
@@ -134,6 +136,7 @@ def test_undefined_covariance_is_nan_with_a_warning():
     with pytest.warns(UserWarning, match="fewer than 2 observations"):
         found = measure(model, data(1), "code")["code"]
     assert found.undefined == "too_few" and np.isnan(found.covariance).all()
+    assert np.isnan(found.mean).all()
     assert np.isnan(found.summary()["cvr"])
 
 

@@ -26,6 +26,22 @@ from typing import Any
 
 import numpy as np
 
+PRUNE_DESCRIPTION = """\
+Remove the units a penalty has switched off from layers of a saved model.
+
+Loads MODEL and the probe inputs of --data as `keras-covreg analyze` does
+(safe_mode on, no pickle), finds in each --layers layer (Dense, or
+Conv1D/2D/3D) the units whose variance over the data is below --threshold x
+the largest unit variance of the layer, removes them from the layer and from
+the input weights of the layers that read them, adds each removed unit's
+mean to those layers' biases, and writes the smaller model to -o. Prints
+what was removed, the parameter counts and the largest change of the
+model's outputs on the data. Readers that cannot be adjusted exactly
+(Add, Concatenate, Reshape, convolutions with padding='same', a model
+output) are refused with an error that names them; see
+keras_covreg.prune_units.
+"""
+
 SAFE_MODE_HINT = (
     "Keras's safe_mode refuses to load code stored in the file (a Lambda "
     "layer's Python bytecode), since loading it would run it. For a file you "
@@ -203,3 +219,23 @@ def run(args: Any) -> None:
         except OSError as e:
             raise InputError(f"argument --out: cannot write to {args.out!r}: {e}") from e
         print(f"\nWrote {len(paths)} files to {args.out}")
+
+
+def prune(args: Any) -> None:
+    """The ``keras-covreg prune`` command."""
+    from keras_covreg import prune_units
+
+    if os.path.abspath(args.output) == os.path.abspath(args.model):
+        raise InputError(f"argument -o/--output: {args.output!r} is the model being pruned; "
+                         "write the smaller model to another file")
+    model = load_model(args.model, safe_mode=args.safe_mode, imports=tuple(args.imports or ()))
+    x = load_data(args.data, model)
+    smaller, report = prune_units(model, x, layers=list(args.layers), threshold=args.threshold,
+                                  max_output_change=args.max_output_change,
+                                  max_samples=args.max_samples, batch_size=args.batch_size)
+    try:
+        smaller.save(args.output)
+    except OSError as e:
+        raise InputError(f"argument -o/--output: cannot write {args.output!r}: {e}") from e
+    print(report)
+    print(f"Wrote {args.output}")

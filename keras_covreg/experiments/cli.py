@@ -5,6 +5,7 @@
     keras-covreg synthetic --out runs      # Section 3.2, Figures 2 and 3
     keras-covreg cifar10 --data-dir DIR    # Section 3.4, Table 1 (and Figure 6)
     keras-covreg analyze MODEL.keras --data X.npy   # any saved model's layers
+    keras-covreg prune MODEL.keras --data X.npy --layers code -o SMALLER.keras
 
 Each experiment writes into ``<out>/<experiment>/``: a JSON per run, a CSV,
 PNG figures, a markdown summary beside the paper's numbers, and TensorBoard
@@ -42,6 +43,7 @@ EXPERIMENTS = {
 }
 DEMO = "train a linear autoencoder with and without L_Sigma (~1 min)"
 ANALYZE = "measure the layers of a saved .keras model on probe data"
+PRUNE = "remove the switched-off units of a saved .keras model's layers"
 
 # Run k of base seed s is seeded with s * 1000 + k (every experiment's
 # run_one), and NumPy's global seed must stay below 2**32.
@@ -471,12 +473,7 @@ def _add_analyze(sub, common):
 
     p = sub.add_parser("analyze", help=ANALYZE, description=analyze.__doc__,
                        formatter_class=HelpFormatter, parents=[common])
-    p.add_argument("model", type=_checked_type("model", existing_file((".keras", ".h5"))),
-                   help="the saved model: a .keras file (or a legacy .h5)")
-    p.add_argument("--data", required=True,
-                   type=_checked_type("data", existing_file((".npy", ".npz"))),
-                   help="the probe inputs: a .npy array, or a .npz of one array (or one "
-                   "per model input, named after the inputs)")
+    _model_and_data(p, "")
     p.add_argument("--layers", nargs="+", action=_Several, key=SAME,
                    type=_checked_type("layers", Rule("a layer name", str, lambda v: v != "")),
                    help="names of the layers to measure; if omitted, every layer with one "
@@ -484,11 +481,6 @@ def _add_analyze(sub, common):
     p.add_argument("--threshold", type=_checked_type("threshold", real(0, 1)),
                    default=0.01, help="a unit is switched off when its variance is below "
                    "this share of the largest unit variance of its layer")
-    p.add_argument("--max-samples", type=_checked_type("max_samples", integer(2)),
-                   default=10_000, help="the most probe samples read")
-    p.add_argument("--batch-size", type=_checked_type("batch_size", integer(1)),
-                   help="probe batch size; if omitted, 16 MiB of inputs per batch (32 to "
-                   "1,024 samples)")
     p.add_argument("--spatial-mode", type=_checked_type(
         "spatial_mode", choice(("channels", "flatten"))), default="channels",
         help="feature maps: channels are the features and every position an "
@@ -496,6 +488,23 @@ def _add_analyze(sub, common):
     p.add_argument("--out", type=_checked_type("out", output_root()),
                    help="also write analysis.json and PNG pictures of each layer's "
                    "covariance, correlations and spectrum into this directory")
+    p.set_defaults(func=analyze.run, parser=p, imports=None)
+    _add_prune(sub, common)
+
+
+def _model_and_data(p, what):
+    """The arguments `analyze` and `prune` share: the files and how to read them."""
+    p.add_argument("model", type=_checked_type("model", existing_file((".keras", ".h5"))),
+                   help=f"the saved model{what}: a .keras file (or a legacy .h5)")
+    p.add_argument("--data", required=True,
+                   type=_checked_type("data", existing_file((".npy", ".npz"))),
+                   help="the probe inputs: a .npy array, or a .npz of one array (or one "
+                   "per model input, named after the inputs)")
+    p.add_argument("--max-samples", type=_checked_type("max_samples", integer(2)),
+                   default=10_000, help="the most probe samples read")
+    p.add_argument("--batch-size", type=_checked_type("batch_size", integer(1)),
+                   help="probe batch size; if omitted, 16 MiB of inputs per batch (32 to "
+                   "1,024 samples)")
     p.add_argument("--safe-mode", action=argparse.BooleanOptionalAction, default=True,
                    help="load with Keras's safe_mode, which refuses code stored in the "
                    "file (Lambda layers); turn off only for a file you trust")
@@ -503,7 +512,30 @@ def _add_analyze(sub, common):
                    type=_checked_type("import", module_name()),
                    help="import MODULE before loading, to register the model's own "
                    "classes with Keras; may be repeated")
-    p.set_defaults(func=analyze.run, parser=p, imports=None)
+
+
+def _add_prune(sub, common):
+    from keras_covreg.experiments import analyze
+
+    p = sub.add_parser("prune", help=PRUNE, description=analyze.PRUNE_DESCRIPTION,
+                       formatter_class=HelpFormatter, parents=[common])
+    _model_and_data(p, " to prune")
+    p.add_argument("--layers", nargs="+", action=_Several, key=SAME, required=True,
+                   type=_checked_type("layers", Rule("a layer name", str, lambda v: v != "")),
+                   help="names of the Dense or Conv layers whose switched-off units to remove")
+    p.add_argument("--threshold", type=_checked_type("threshold", real(0, 1)),
+                   default=0.01, help="a unit is switched off when its variance is below "
+                   "this share of the largest unit variance of its layer")
+    p.add_argument("--max-output-change", type=_checked_type("max_output_change", real(0)),
+                   help="refuse, writing nothing, if any model output changes by more than "
+                   "this on the data; if omitted, any change is accepted and reported")
+    p.add_argument("-o", "--output", required=True,
+                   type=_checked_type("output", Rule(
+                       "a .keras path in a writable directory", str,
+                       lambda v: v.endswith(".keras") and not os.path.isdir(v)
+                       and _can_write_under(os.path.dirname(os.path.abspath(v))))),
+                   help="where to write the smaller model")
+    p.set_defaults(func=analyze.prune, parser=p, imports=None)
 
 
 def main(argv=None):
