@@ -86,6 +86,10 @@ def test_xor_end_to_end(tmp_path):
         finite_numbers(r, ["final_loss", "hidden_1_active", "hidden_2_active", "steps"])
         assert isinstance(r["solved"], bool) and isinstance(r["minimal"], bool)
         assert np.asarray(r["hidden_1_covariance"]).shape == (4, 4)
+        # Pruning keeps exactly the active units, and the decisions with them.
+        if r["pruned_units"] is not None:
+            assert r["pruned_units"] == [r["hidden_1_active"], r["hidden_2_active"]]
+            assert r["pruned_same_decisions"] and r["pruned_max_change"] < 1e-3
     for fig in (4, 5):
         for layer in xor.LAYERS:
             for kind in ("covariance", "spectrum"):

@@ -133,12 +133,36 @@ def run_one(*, run_id, exp, config, seed, regularized, trainers=None):
         for key in ("cvr", "mapc", "ud90_pca", "ud90_unit"):
             result[f"{name}_{key}"] = summary[key]
     result["minimal"] = result["hidden_1_active"] == 2 and result["hidden_2_active"] == 1
+    result.update(_pruned(model, predictions, config))
     return result
 
 
 def plan(config):
     return [(f"{'l_sigma' if reg else 'none'}_seed{seed:02d}", {"seed": seed, "regularized": reg})
             for reg in (True, False) for seed in range(config.seeds)]
+
+
+def _pruned(model, predictions, config):
+    """The network without its inactive units (`prune_units`), and what it changed.
+
+    Returns ``pruned_units`` (units left per hidden layer), ``pruned_same_decisions``
+    (the four patterns classified as before) and ``pruned_max_change`` (the
+    largest change of an output probability); all None when a layer has no
+    active unit, which cannot be pruned to a working network.
+    """
+    import keras
+
+    from keras_covreg.pruning import prune_units
+
+    try:
+        smaller, report = prune_units(model, data.XOR_INPUTS, layers=list(LAYERS),
+                                      threshold=config.active_fraction)
+    except ValueError:
+        return {"pruned_units": None, "pruned_same_decisions": None, "pruned_max_change": None}
+    after = keras.ops.convert_to_numpy(smaller(data.XOR_INPUTS, training=False))
+    return {"pruned_units": [report.kept[name] for name in LAYERS],
+            "pruned_same_decisions": bool(np.all((after > 0.5) == (predictions > 0.5))),
+            "pruned_max_change": report.max_abs_change}
 
 
 def report(exp, results, config, seconds):
@@ -151,9 +175,13 @@ def report(exp, results, config, seconds):
         count = lambda key: sum(bool(r[key]) for r in group)  # noqa: E731
         active1 = np.mean([r["hidden_1_active"] for r in group])
         active2 = np.mean([r["hidden_2_active"] for r in group])
+        pruned = [r for r in group if r.get("pruned_units") is not None]
+        changes = [r["pruned_max_change"] for r in pruned]
         rows.append([label, n, f"{count('solved')}/{n}", f"{count('converged')}/{n}",
                      f"{sum(r['solved'] and r['minimal'] for r in group)}/{n}",
-                     f"{active1:.2f}", f"{active2:.2f}"])
+                     f"{active1:.2f}", f"{active2:.2f}",
+                     f"{sum(r['pruned_same_decisions'] for r in pruned)}/{len(pruned)}",
+                     f"{max(changes):.2g}" if changes else "-"])
         example = next((r for r in group if r["solved"]), group[0])
         for name in LAYERS:
             cov = np.asarray(example[f"{name}_covariance"])
@@ -174,12 +202,17 @@ def report(exp, results, config, seconds):
         f"of the runs' own times), {seconds / 60:.1f} in this invocation. A unit is active when its variance over "
         f"the four patterns is >= {config.active_fraction:g} x the largest unit variance "
         "of its layer. 'minimal' = solved with "
-        "exactly 2 active units in hidden layer 1 and 1 in hidden layer 2.\n\n"
+        "exactly 2 active units in hidden layer 1 and 1 in hidden layer 2. 'After "
+        "pruning': the network with its inactive units removed (keras_covreg."
+        "prune_units, their means taken into the next layer's bias), the four "
+        "patterns classified as before, and the largest change of an output "
+        "probability (runs with a layer of no active unit are left out).\n\n"
         "Paper: with L_Sigma (0.2) the minimal structure (Figure 4); without it, all "
         "units active (Figure 5). It reports one network, not a rate.\n\n"
         + runner.markdown_table(
             ["penalty", "runs", "solved", "converged", "minimal", "mean active (layer 1)",
-             "mean active (layer 2)"], rows)
+             "mean active (layer 2)", "same decisions after pruning",
+             "largest output change"], rows)
         + "\nFigure 4 (with L_Sigma), first solving seed:\n\n"
         + "".join(f"![{k}](figures/figure4_{n}_{k}.png)\n" for n in LAYERS
                   for k in ("covariance", "spectrum"))
