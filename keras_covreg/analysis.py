@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,11 @@ from keras_covreg import _validation, metrics, probe
 from keras_covreg.probe import DEFAULT_MAX_SAMPLES, LayerSpec
 
 __all__ = ["LayerAnalysis", "analyze", "default_layers"]
+
+# The most features a layer may have for `analyze` (its covariance is p x p
+# float64: 128 MiB at 4,096, and one eigendecomposition of it about a second
+# on 2 CPU cores).
+DEFAULT_MAX_FEATURES = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +109,19 @@ def default_layers(model: keras.Model) -> list[keras.layers.Layer]:
     return found
 
 
+def _features(layer: Any, spatial_mode: str) -> int | None:
+    """The features p a layer's output has for the covariance, None if unknown."""
+    try:
+        shape = tuple(layer.output.shape)
+    except (AttributeError, ValueError):
+        return None
+    if len(shape) < 2 or any(d is None for d in shape[1:]):
+        return shape[-1] if len(shape) >= 2 and shape[-1] is not None else None
+    if len(shape) > 2 and spatial_mode == "flatten":
+        return int(np.prod(shape[1:]))
+    return int(shape[-1])
+
+
 def analyze(
     model: keras.Model,
     data: Any,
@@ -114,6 +133,7 @@ def analyze(
     spatial_mode: str = "channels",
     channel_axis: int = -1,
     q: float = 0.9,
+    max_features: int = DEFAULT_MAX_FEATURES,
 ) -> dict[str, LayerAnalysis]:
     """Measures layers of a trained model over probe data, without training it.
 
@@ -141,19 +161,24 @@ def analyze(
             of rank > 2, as in `CovarianceRegularizer`.
         channel_axis: the channel axis for ``"channels"``. Defaults to -1.
         q: the variance fraction of UD_q, in (0, 1]. Defaults to 0.9.
+        max_features: the most features p a layer may have (its covariance
+            takes 8 p^2 bytes). Layers chosen by default that have more are
+            left out with a warning; a named one raises. Defaults to 4,096.
 
     Returns:
         A dict from layer name to `LayerAnalysis`, in the model's layer order
         (or the order of `layers`).
 
     Raises:
-        ValueError: for a bad argument, a layer not in the model, a model
-            with no layer to measure, or `data` without samples.
+        ValueError: for a bad argument, a layer not in the model or with
+            more than `max_features` features, a model with no layer to
+            measure, or `data` without samples.
         TypeError: for arguments of the wrong type.
 
     Warns:
         UserWarning: once per layer whose covariance is undefined (NaN or inf
-            outputs, fewer than 2 observations).
+            outputs, fewer than 2 observations), and for the layers chosen by
+            default that are left out for their width.
 
     Examples:
         >>> import numpy as np, keras
@@ -170,15 +195,36 @@ def analyze(
     if threshold > 1:
         raise ValueError(f"`threshold` must be in [0, 1]. Received: threshold={threshold!r}")
     _validation.check_fraction("q", q)
+    _validation.check_int_in_range("max_features", max_features, 1, 2**31)
+    _validation.check_choice("spatial_mode", spatial_mode, ("channels", "flatten"))
     if layers is None:
         chosen: Any = default_layers(model)
+        wide = [(layer.name, _features(layer, spatial_mode)) for layer in chosen
+                if (_features(layer, spatial_mode) or 0) > max_features]
+        if wide:
+            warnings.warn(
+                f"analyze: left out layers wider than max_features={max_features}: "
+                + ", ".join(f"{name!r} ({p:,} features)" for name, p in wide)
+                + "; name them in `layers=` with a larger max_features to measure them.",
+                stacklevel=2)
+            chosen = [layer for layer in chosen if layer.name not in dict(wide)]
         if not chosen:
             raise ValueError(
                 f"analyze: model {model.name!r} has no layer with a floating output "
-                "of rank >= 2 to measure. Received: layers=None"
+                f"of rank >= 2 and at most {max_features} features to measure. "
+                "Received: layers=None"
             )
     else:
         chosen = probe.resolve_layers(model, probe.layer_list(layers, "analyze"), "analyze")
+        for layer in chosen:
+            p = _features(layer, spatial_mode)
+            if p is not None and p > max_features:
+                raise ValueError(
+                    f"analyze: layer {layer.name!r} has {p:,} features with spatial_mode="
+                    f"{spatial_mode!r}, more than max_features={max_features} (its "
+                    f"covariance would take {8 * p * p / 2**30:.1f} GiB); raise "
+                    "max_features, or measure channels (spatial_mode='channels'). "
+                    f"Received: layers including {layer.name!r}")
     found = probe.measure(model, data, chosen, max_samples=max_samples,
                           batch_size=batch_size, spatial_mode=spatial_mode,
                           channel_axis=channel_axis)

@@ -69,6 +69,19 @@ def test_default_layers_skip_inputs_integer_and_rank_1_outputs():
     assert found["flat"].units == 27 and found["flat"].n_samples == 20
 
 
+def test_layers_too_wide_are_left_out_or_refused():
+    inputs = keras.Input((6, 6, 4))
+    conv = keras.layers.Conv2D(5, 3, name="conv")(inputs)
+    flat = keras.layers.Flatten(name="flat")(conv)  # 4 x 4 x 5 = 80 features
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(flat))
+    x = np.random.default_rng(0).normal(size=(30, 6, 6, 4))
+    with pytest.warns(UserWarning, match="'flat' \\(80 features\\)"):
+        found = analyze(model, x, max_features=50)
+    assert list(found) == ["conv", "out"]
+    with pytest.raises(ValueError, match="'conv' has 80 features with spatial_mode='flatten'"):
+        analyze(model, x, layers="conv", spatial_mode="flatten", max_features=50)
+
+
 def test_a_subclassed_model_needs_named_layers():
     class Net(keras.Model):
         def __init__(self):
@@ -91,6 +104,8 @@ def test_a_subclassed_model_needs_named_layers():
     ({"threshold": 1.5}, ValueError, "threshold=1.5"),
     ({"threshold": "x"}, TypeError, "threshold='x'"),
     ({"q": 0}, ValueError, "q=0"),
+    ({"max_features": 0}, ValueError, "max_features=0"),
+    ({"spatial_mode": "pixels"}, ValueError, "spatial_mode='pixels'"),
     ({"layers": "nope"}, ValueError, "analyze: no layer named 'nope'"),
 ])
 def test_bad_arguments(kwargs, error, match):

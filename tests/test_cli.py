@@ -79,6 +79,7 @@ BAD_VALUES = {
         "--max-samples": [["1"], ["x"]],
         "--batch-size": [["0"]],
         "--spatial-mode": [["pixels"]],
+        "--max-features": [["0"]],
         "--out": [["FILE"]],
         "--import": [["not a module"], ["a..b"]],
     },

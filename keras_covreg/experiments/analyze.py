@@ -200,7 +200,8 @@ def run(args: Any) -> None:
     x = load_data(args.data, model)
     found = analyze(model, x, layers=list(args.layers) if args.layers else None,
                     threshold=args.threshold, max_samples=args.max_samples,
-                    batch_size=args.batch_size, spatial_mode=args.spatial_mode)
+                    batch_size=args.batch_size, spatial_mode=args.spatial_mode,
+                    max_features=args.max_features)
     print(f"# {os.path.basename(args.model)}: layers measured on "
           f"{os.path.basename(args.data)}\n")
     print(table(found).rstrip())

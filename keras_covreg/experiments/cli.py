@@ -485,6 +485,9 @@ def _add_analyze(sub, common):
         "spatial_mode", choice(("channels", "flatten"))), default="channels",
         help="feature maps: channels are the features and every position an "
         "observation ('channels'), or each sample flattened ('flatten')")
+    p.add_argument("--max-features", type=_checked_type("max_features", integer(1)),
+                   default=4096, help="leave out (or, when named, refuse) layers with more "
+                   "features; a covariance takes 8 p^2 bytes")
     p.add_argument("--out", type=_checked_type("out", output_root()),
                    help="also write analysis.json and PNG pictures of each layer's "
                    "covariance, correlations and spectrum into this directory")
