@@ -5,6 +5,7 @@ state), imported here only, so `import keras_covreg` does not import it.
 """
 
 import io
+import itertools
 import math
 
 import matplotlib
@@ -331,16 +332,18 @@ def tradeoff_figure(curves, panels, *, title, xlabel="MSE", xlog=True):
     return fig
 
 
-def curves_figure(curves, *, title, xlabel, ylabel, ylog=True):
+def curves_figure(curves, *, title, xlabel, ylabel, ylog=True, markers=False):
     """Line plot of several series, e.g. training-loss curves.
 
     The legend stands to the right of the axes, where it covers no curve.
+    With `markers`, every point is marked (a different marker per series).
     """
     fig = Figure(figsize=(8.0, 4.0), dpi=FIGURE_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for name, (x, y) in curves.items():
-        ax.plot(x, y, label=name, linewidth=1.2)
+    for (name, (x, y)), marker in zip(curves.items(), itertools.cycle("osD^v")):
+        ax.plot(x, y, label=name, linewidth=1.2, marker=marker if markers else None,
+                markersize=5)
     if ylog:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

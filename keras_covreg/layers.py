@@ -136,11 +136,16 @@ class ActivityL1Regularization(_PenaltyLayer):
     """Adds ``strength * mean(|h|)`` over the unmasked activations to the loss.
 
     The layer form of `ActivityL1Regularizer`: the mean absolute activation
-    over every unmasked observation and feature. Shapes and errors as
+    over every unmasked observation and feature (``reduction="mean"``), or
+    their sum (``reduction="sum"``). Shapes and errors as
     `CovarianceRegularization`.
 
     Args:
         strength: a finite float >= 0.
+        reduction: ``"mean"`` (default) or ``"sum"``, as in
+            `ActivityL1Regularizer`.
+        spatial_mode: ``"channels"`` (default) or ``"flatten"``.
+        channel_axis: the feature axis. Defaults to -1.
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
 
     Examples:
@@ -152,6 +157,9 @@ class ActivityL1Regularization(_PenaltyLayer):
         1.0
     """
 
-    def __init__(self, strength: float, **kwargs: Any) -> None:
-        super().__init__(ActivityL1Regularizer(strength), **kwargs)
-
+    def __init__(self, strength: float, *, reduction: str = "mean",
+                 spatial_mode: str = "channels", channel_axis: int = -1,
+                 **kwargs: Any) -> None:
+        super().__init__(ActivityL1Regularizer(strength, reduction=reduction,
+                                               spatial_mode=spatial_mode,
+                                               channel_axis=channel_axis), **kwargs)

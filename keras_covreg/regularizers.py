@@ -26,6 +26,8 @@ from keras_covreg import _compat, _distribute, _validation
 __all__ = ["ActivityL1Regularizer", "CovarianceRegularizer", "DeCovRegularizer"]
 
 SPATIAL_MODES = ("channels", "flatten")
+# How `ActivityL1Regularizer` reduces |h| over a batch.
+L1_REDUCTIONS = ("mean", "sum")
 
 
 class _ActivityRegularizer(keras.regularizers.Regularizer):
@@ -352,35 +354,55 @@ class DeCovRegularizer(_CovarianceBasedRegularizer):
 
 @keras.saving.register_keras_serializable(package="keras_covreg")
 class ActivityL1Regularizer(_ActivityRegularizer):
-    r"""L1 activity penalty normalized by the number of activations.
+    r"""L1 activity penalty, by default normalized by the number of activations.
+
+    With ``reduction="mean"`` (default)
 
     $$\lambda \cdot \frac{1}{n} \sum_{k=1}^{n} |h_k|$$
 
-    over all $n$ elements $h_k$ of the batch,
+    over all $n$ elements $h_k$ of the batch, so its scale depends neither on
+    the layer's width nor on the batch size, on every Keras release (Keras's
+    own ``L1`` returns a sum, which 3.14 and later divide by the batch size).
+    This is our reading of the "L1" comparison in Kagebaeck & Mogren,
+    Sections 3.2 and 3.4, which do not say how it was normalized.
 
-    so its scale depends neither on the layer's width nor on the batch size,
-    on every Keras release (Keras's own ``L1`` returns a sum, which 3.14 and
-    later divide by the batch size). This is our reading of the "L1"
-    comparison in Kagebaeck & Mogren, Sections 3.2 and 3.4, which do not say
-    how it was normalized.
+    With ``reduction="sum"``
+
+    $$\lambda \sum_{k=1}^{n} |h_k|,$$
+
+    what an activity regularizer added to the loss in the Keras releases of
+    the paper's time (Keras 2's ``l1(l)``, before 3.14 divided by the batch
+    size): $n$ = batch size x features times the mean, so 8,400 times as
+    strong for a batch of 100 and 84 units.
 
     Args:
         strength: a finite float >= 0.
+        reduction: ``"mean"`` or ``"sum"``, as above.
+        spatial_mode: ``"channels"`` (default) or ``"flatten"``; with either,
+            every element of the output counts once.
+        channel_axis: as in `CovarianceRegularizer`. Defaults to -1.
 
     Examples:
         >>> import keras
-        >>> reg = ActivityL1Regularizer(0.5)
-        >>> float(reg.penalty(keras.ops.convert_to_tensor([[1.0, -3.0]])))
+        >>> h = keras.ops.convert_to_tensor([[1.0, -3.0]])
+        >>> float(ActivityL1Regularizer(0.5).penalty(h))
         1.0
+        >>> float(ActivityL1Regularizer(0.5, reduction="sum").penalty(h))
+        2.0
     """
 
-    def __init__(self, strength: float) -> None:
-        super().__init__(strength)
+    def __init__(self, strength: float, *, reduction: str = "mean",
+                 spatial_mode: str = "channels", channel_axis: int = -1) -> None:
+        super().__init__(strength, spatial_mode=spatial_mode, channel_axis=channel_axis)
+        self.reduction = _validation.check_choice("reduction", reduction, L1_REDUCTIONS)
 
     def _penalty(self, h: Any, weights: Any) -> Any:
         n, column_sums = _count_and_sum(ops.abs(h), weights)
+        total = ops.sum(column_sums)
+        if self.reduction == "sum":
+            return total
         count = n * ops.cast(_dim(h, -1), h.dtype)
-        return ops.sum(column_sums) / ops.maximum(count, 1.0)
+        return total / ops.maximum(count, 1.0)
 
     def get_config(self) -> dict[str, Any]:
-        return {"strength": self.strength}
+        return {**super().get_config(), "reduction": self.reduction}

@@ -29,6 +29,7 @@ BAD_VALUES = {
     },
     "synthetic": {
         "--out": [[""], ["FILE"]],
+        "--jobs": [["0"], ["two"]],
         "--n-samples": [["1"], ["-5"], ["ten"]],
         "--source-stds": [["1", "0"], ["1", "-2"], ["nan"]],
         "--input-dim": [["0"], ["3"]],  # 3 < the 4 default sources
@@ -45,6 +46,7 @@ BAD_VALUES = {
     },
     "xor": {
         "--out": [["FILE"]],
+        "--jobs": [["0"], ["two"]],
         "--seeds": [["0"], ["-3"], ["1001"], ["two"]],
         "--strength": [["-1"], ["nan"]],
         "--learning-rate": [["0"], ["inf"]],
@@ -57,6 +59,7 @@ BAD_VALUES = {
     },
     "cifar10": {
         "--out": [["FILE"]],
+        "--jobs": [["0"], ["two"]],
         "--data-dir": [["MISSING"], ["FILE"], ["EMPTY_DIR"]],
         "--seeds": [["-1"], ["1001"], ["0"]],  # 0 without --sweep
         "--rows": [["l2"], ["l1", "l1"]],
@@ -69,6 +72,10 @@ BAD_VALUES = {
         "--batch-size": [["0"]],
         "--learning-rate": [["0"]],
         "--tdv-dim": [["0"], ["85"]],
+        "--pixels": [["zero_one"]],
+        "--code-activation": [["softmax"]],
+        "--l1-reduction": [["max"]],
+        "--architecture": [["big"]],
         "--sweep-strengths": [["-1"], ["0.12345", "0.12346"]],
         "--seed": [["-2"]],
     },
@@ -185,19 +192,20 @@ def test_options_that_do_not_fit_together(tmp_path, capsys, no_runs, argv, flag)
 
 def test_good_values_reach_the_run(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(cifar10, "run", lambda config, out, restart: seen.update(
-        config=config, out=out, restart=restart) or (types.SimpleNamespace(root=out), ""))
+    monkeypatch.setattr(cifar10, "run", lambda config, out, restart, jobs, on_worker_start:
+                        seen.update(config=config, out=out, restart=restart, jobs=jobs)
+                        or (types.SimpleNamespace(root=out), ""))
     data_dir = tmp_path / "cifar"
     data_dir.mkdir()
     for name in cifar10.data.CIFAR10_FILES:
         (data_dir / name).write_bytes(b"")  # only their presence is checked here
     cli.main(["cifar10", "--data-dir", str(data_dir), "--seeds", "0", "--sweep",
               "--sweep-strengths", "0.5", "1", "--rows", "none", "l1", "--patience", "0",
-              "--tdv-dim", "84", "--out", str(tmp_path / "out"), "--restart"])
+              "--tdv-dim", "84", "--out", str(tmp_path / "out"), "--restart", "--jobs", "3"])
     config = seen["config"]
     assert (config.seeds, config.sweep, config.sweep_strengths) == (0, True, (0.5, 1.0))
     assert config.rows == ("none", "l1") and config.patience == 0 and config.tdv_dim == 84
-    assert seen["restart"] is True
+    assert seen["restart"] is True and seen["jobs"] == 3
     args = cli.build_parser().parse_args(
         ["synthetic", "--source-stds", "2", "1", "0.5", "--strengths", "0", "1"])
     assert cli._config(synthetic.Config, args).source_stds == (2.0, 1.0, 0.5)
@@ -565,3 +573,10 @@ def test_backend_start_up_lines_only_with_verbose():
                 if any(word in line for word in BACKEND_NOISE)]
     # With --verbose they are there: the check above can see them.
     assert any(word in demo_stderr("--verbose") for word in BACKEND_NOISE)
+
+
+def test_hparams_metric_descriptions_prefer_the_longest_match():
+    assert runner._metric_description("best_val_mse").startswith("best validation MSE")
+    assert runner._metric_description("pruned_mse").endswith("of the pruned model")
+    assert runner._metric_description("hidden_1_cvr").startswith("covariance-variance")
+    assert runner._metric_description("unknown") == "unknown"

@@ -145,10 +145,12 @@ def test_cifar10_end_to_end(tmp_path):
         finite_numbers(r, ["cvr", "ud90_pca", "ud90_unit", "mse", "mapc", "tdv_pca",
                            "effective_rank", "best_val_mse"])
         assert r["parameters"] == 540_583 and r["n_test"] == 30
+        assert r["mse_01"] == r["mse"]  # pixels in [0, 1]
     rows = [line for line in summary.splitlines() if line.startswith("| ")][1:]
     assert [row.split(" | ")[0] for row in rows] == ["| L_Sigma", "| L1", "| none", "| DeCov"]
     assert "| 6.56 |" in rows[0] and "| 0.0365 |" in rows[2]
     assert_png(exp.figure_path("figure6_sweep.png"))
+    assert_png(exp.figure_path("pruning.png"))
     with open(exp.run_path("l_sigma_seed0")) as f:
         assert json.load(f)["regularizer"] == "l_sigma"
     # The Projector gets the validation codes, labelled with their class names.
@@ -157,6 +159,65 @@ def test_cifar10_end_to_end(tmp_path):
         names = f.read().splitlines()
     (_, y_train), _ = cifar10.data.load_cifar10(config.data_dir)
     assert names == [cifar10.CLASS_NAMES[int(label)] for label in y_train[-20:, 0]]
+
+
+def test_cifar10_pixel_scalings_and_their_mse_in_unit_pixels():
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    unit, scale = cifar10.scale_pixels(train, "unit", train)
+    assert unit.min() >= 0 and unit.max() <= 1 and scale.tolist() == [1, 1, 1]
+    symmetric, scale = cifar10.scale_pixels(train, "symmetric", train)
+    np.testing.assert_allclose(symmetric, 2 * unit - 1, atol=1e-6)
+    assert scale.tolist() == [0.5, 0.5, 0.5]
+    standard, scale = cifar10.scale_pixels(train, "standardized", train)
+    flat = standard.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(flat.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(flat.std(axis=0), 1, atol=1e-5)
+    # One step of a standardized pixel is the channel's std in [0, 1] pixels.
+    std = train.reshape(-1, 3).std(axis=0) / 255
+    np.testing.assert_allclose(scale, std)
+    np.testing.assert_allclose(standard * scale, unit - unit.reshape(-1, 3).mean(axis=0),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="pixels='raw'"):
+        cifar10.scale_pixels(train, "raw", train)
+
+
+def test_cifar10_choices_where_the_paper_is_silent(tmp_path):
+    import keras
+
+    config = cifar10.Config(
+        data_dir=write_fake_cifar(tmp_path / "cifar"), seeds=1, rows=("l1", "none"),
+        train_samples=100, val_samples=20, test_samples=30, max_epochs=1, images=False,
+        pixels="symmetric", code_activation="relu", l1_reduction="sum",
+        architecture="small")
+    exp, summary = cifar10.run(config, tmp_path / "out")
+    results = {r["regularizer"]: r for r in exp.results()}
+    for r in results.values():
+        assert r["parameters"] == 372_727
+        # [-1, 1] pixels: twice the error, four times the squared error.
+        assert r["mse_01"] == pytest.approx(r["mse"] / 4, rel=1e-9)
+        assert [p["threshold"] for p in r["pruned"]] == list(cifar10.PRUNE_THRESHOLDS)
+        kept = [p["units_kept"] for p in r["pruned"]]
+        assert kept == sorted(kept, reverse=True) and 1 <= kept[-1] <= 84
+        assert r["units_kept"] == r["pruned"][2]["units_kept"]
+    assert "372,727 parameters (small architecture), 84-unit relu code" in summary
+    assert "L1 the sum of |h|" in summary and "[-1, 1]" in summary
+    assert_png(exp.figure_path("pruning.png"))
+    # The builder takes the code's activation and the output's.
+    model = models.conv_autoencoder(code_activation="relu", output_activation="tanh",
+                                    dense_units=0)
+    assert model.get_layer("code").activation is keras.activations.relu
+    # A run directory written before these options existed is reused under
+    # the defaults, and refused under others.
+    config_path = os.path.join(exp.root, "config.json")
+    with open(config_path) as f:
+        saved = json.load(f)
+    for key in ("pixels", "code_activation", "l1_reduction", "architecture"):
+        del saved[key]
+    with open(config_path, "w") as f:
+        json.dump(saved, f)
+    with pytest.raises(cifar10.runner.OptionsMismatchError, match="--pixels: 'unit' there"):
+        cifar10.run(config, tmp_path / "out")
 
 
 def test_cifar10_reader_matches_layout(tmp_path):
@@ -320,3 +381,45 @@ def test_results_of_earlier_releases_read_with_todays_names(tmp_path):
     assert loaded == result
     _, summary = xor.run(config, tmp_path)  # the report reads them too
     assert "| L_Sigma" in summary
+
+
+def comparable(results):
+    """Run results without what depends on the machine's load (times)."""
+    return [{k: v for k, v in r.items() if "seconds" not in k} for r in results]
+
+
+def test_runs_side_by_side_give_the_results_of_one_after_another(tmp_path):
+    # Two worker processes, each pinned to its share of the cores; every run
+    # seeds itself, so neither the process nor the runs before it matter.
+    config = synthetic.Config(n_samples=200, projections=2, strengths=(0.0, 0.05),
+                              regularizers=("l_sigma",), epochs=20, batch_size=100,
+                              monitor_every=10)
+    one, _ = synthetic.run(config, tmp_path / "one")
+    two, summary = synthetic.run(config, tmp_path / "two", jobs=2)
+    assert len(two.results()) == 4
+    assert comparable(two.results()) == comparable(one.results())
+    assert summary.splitlines()[0] == "# Synthetic experiment (Section 3.2)"
+    # A rerun finds every run done and starts no process.
+    again, _ = synthetic.run(config, tmp_path / "two", jobs=2)
+    assert comparable(again.results()) == comparable(one.results())
+
+
+def test_worker_slots_deal_out_cores_or_gpus():
+    from keras_covreg.experiments import runner
+
+    assert runner.worker_slots(2, cores=[0, 1], gpus=[]) == [{"cores": [0]}, {"cores": [1]}]
+    assert runner.worker_slots(3, cores=[0, 1], gpus=[]) == [
+        {"cores": [0]}, {"cores": [1]}, {"cores": [0]}]
+    assert runner.worker_slots(4, cores=[5], gpus=["0"]) == [{"gpu": "0"}] * 4
+    with pytest.raises(ValueError, match="jobs=0"):
+        synthetic.run(synthetic.Config(), "unused", jobs=0)
+
+
+def test_an_error_in_a_worker_reaches_the_caller(tmp_path):
+    # The data is read in each worker; its error is the caller's.
+    directory = write_fake_cifar(tmp_path / "cifar", corrupt=("test_batch",))
+    config = cifar10.Config(data_dir=directory, seeds=1, rows=("none", "l1"),
+                            train_samples=20, val_samples=5, test_samples=5, max_epochs=1)
+    with pytest.raises(ValueError, match="'test_batch' is not a readable"):
+        cifar10.run(config, tmp_path / "out", jobs=2)
+    assert os.listdir(tmp_path / "out" / "cifar10" / "runs") == []

@@ -133,7 +133,7 @@ def test_everything_masked_gives_zero():
 
 @pytest.mark.parametrize("cls", ALL)
 def test_config_round_trip_and_saved_model(cls, tmp_path):
-    kwargs = {} if cls is ActivityL1Regularization else {
+    kwargs = {"reduction": "sum", "channel_axis": 1} if cls is ActivityL1Regularization else {
         "spatial_mode": "flatten", "channel_axis": 1, "synchronized": True}
     layer = cls(0.3, name="penalty", **kwargs)
     clone = cls.from_config(layer.get_config())

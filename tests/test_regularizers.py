@@ -93,6 +93,23 @@ def test_loss_receives_exactly_strength_times_penalty(cls):
     np.testing.assert_allclose(loss, mse + expected_penalty, rtol=2e-5)
 
 
+def test_l1_sum_reduction_is_the_undivided_sum_in_the_loss():
+    # Keras 2's activity l1(l): l * sum |h| over the batch and the units, added
+    # to the loss as it is (no division by the batch size).
+    keras.utils.set_random_seed(0)
+    model = dense_model(ActivityL1Regularizer(0.25, reduction="sum"))
+    x, y = batch(16, 5, seed=2), batch(16, 5, seed=3)
+    code = backend_utils.to_numpy(model.get_layer("code")(x)).astype(np.float64)
+    expected_penalty = 0.25 * np.sum(np.abs(code))
+    mse = np.mean((backend_utils.to_numpy(model(x)) - y) ** 2)
+    loss = model.evaluate(x, y, batch_size=16, verbose=0)
+    np.testing.assert_allclose(loss, mse + expected_penalty, rtol=2e-5)
+    mean = ActivityL1Regularizer(0.25).penalty(ops.convert_to_tensor(code))
+    np.testing.assert_allclose(float(mean) * code.size, expected_penalty, rtol=2e-5)
+    with pytest.raises(ValueError, match="reduction='total'"):
+        ActivityL1Regularizer(0.25, reduction="total")
+
+
 def test_batch_of_one_gives_zero_and_training_stays_finite():
     reg = CovarianceRegularizer(1.0)
     assert float(reg.penalty(ops.convert_to_tensor(batch(1, 5)))) == 0.0
@@ -193,7 +210,8 @@ def test_channel_axis_cannot_be_the_batch_axis():
 
 @pytest.mark.parametrize("cls", ALL)
 def test_config_round_trip(cls):
-    reg = cls(0.08) if cls is ActivityL1Regularizer else cls(0.08, spatial_mode="flatten")
+    reg = (cls(0.08, reduction="sum") if cls is ActivityL1Regularizer
+           else cls(0.08, spatial_mode="flatten"))
     config = reg.get_config()
     assert json.loads(json.dumps(config)) == config
     assert cls.from_config(config).get_config() == config

@@ -6,19 +6,29 @@ The conv autoencoder of `models.conv_autoencoder` (540,583 parameters, an
 with the best weights restored, and measured on the 10,000 test images with
 the covariance of the whole test set. Rows: L_Sigma, L1, no penalty, and
 DeCov (which the paper does not have), each over 5 initializations (--seeds).
+After training, the code's switched-off units are removed
+(`keras_covreg.prune_units`, decided on the validation images) at each of
+the thresholds 0.001 to 0.3, and the pruned model's test MSE is measured.
 
-Choices where the paper is silent: pixels scaled to [0, 1] with a sigmoid
-output; and, each a command-line option, the same lambda (0.08) for every
-penalty (--strength), early-stopping patience 3 (--patience), TdV with d = 10
-(--tdv-dim; the number of classes, as CIFAR-10 has no known true dimension).
+Choices where the paper is silent, each a command-line option: pixels
+scaled to [0, 1] with a sigmoid output (--pixels); a tanh code
+(--code-activation); an L1 penalty that is the mean of |h| over the batch
+and the units (--l1-reduction; 'sum' is the undivided sum an activity
+regularizer gave in the Keras releases of the paper's time); two dense
+layers of 120 units around the code (--architecture); the same lambda
+(0.08) for every penalty (--strength); early-stopping patience 3
+(--patience); TdV with d = 10 (--tdv-dim; the number of classes, as
+CIFAR-10 has no known true dimension).
 """
 
 import dataclasses
+import math
 import time
 
 import numpy as np
 
-from keras_covreg.experiments import data, runner
+from keras_covreg import metrics
+from keras_covreg.experiments import data, models, runner
 
 # Penalty name -> class in keras_covreg.regularizers (None: no penalty).
 # Names, not classes: the command line reads this table without importing Keras.
@@ -46,6 +56,28 @@ def sweep_strengths():
     return tuple(0.01 * 2.0**k for k in range(11))
 
 
+# --pixels: how pixels are scaled, and the output activation that matches.
+PIXEL_SCALINGS = {
+    "unit": "[0, 1] (x / 255), sigmoid output",
+    "symmetric": "[-1, 1] (x / 127.5 - 1), tanh output",
+    "standardized": "per channel zero mean and unit variance over the training images, "
+                    "linear output",
+}
+OUTPUT_ACTIVATIONS = {"unit": "sigmoid", "symmetric": "tanh", "standardized": "linear"}
+# --architecture: the width of the dense layers around the code.
+ARCHITECTURES = {
+    "paper": "our reading of Section 3.4: 120-unit dense layers around the code, "
+             "540,583 parameters",
+    "small": "no 120-unit dense layers (the code reads the flattened feature maps), "
+             "372,727 parameters: fewer than the paper's 'roughly 500,000'",
+}
+DENSE_UNITS = {"paper": models.CONV_DENSE_UNITS, "small": 0}
+# Relative variance thresholds at which the code is pruned after training
+# (`metrics.switched_off_units`); the default one, 0.01, is in the middle.
+PRUNE_THRESHOLDS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+DEFAULT_PRUNE_THRESHOLD = metrics.SWITCHED_OFF_FRACTION
+
+
 @dataclasses.dataclass
 class Config:
     """Options of the CIFAR-10 experiment (each is a command-line option)."""
@@ -62,6 +94,10 @@ class Config:
     batch_size: int = 100
     learning_rate: float = 0.001
     tdv_dim: int = 10
+    pixels: str = "unit"
+    code_activation: str = "tanh"
+    l1_reduction: str = "mean"
+    architecture: str = "paper"
     images: bool = True
     sweep: bool = False
     sweep_strengths: tuple = sweep_strengths()
@@ -82,9 +118,48 @@ CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "
 PROJECTOR_SAMPLES = 1000
 
 
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    """The images of one configuration, scaled as `Config.pixels` says.
+
+    Attributes:
+        train, val, test: float32 arrays of shape (n, 32, 32, 3).
+        val_labels: the class name of each validation image.
+        pixel_scale: float64 array of shape (3,): one step of the scaled
+            pixels of each channel is this much in [0, 1] pixels (1 for
+            ``"unit"``, 0.5 for ``"symmetric"``, the channel's standard
+            deviation / 255 for ``"standardized"``).
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    val_labels: list
+    pixel_scale: np.ndarray
+
+
+def scale_pixels(images, pixels, train):
+    """uint8 `images` scaled as `pixels` says, and the per-channel scale.
+
+    The statistics of ``"standardized"`` come from the uint8 `train` images,
+    so that validation and test images are scaled as the training images.
+    """
+    x = images.astype("float32")
+    if pixels == "unit":
+        return x / 255.0, np.ones(3)
+    if pixels == "symmetric":
+        return x / 127.5 - 1.0, np.full(3, 0.5)
+    if pixels == "standardized":
+        flat = train.reshape(-1, train.shape[-1]).astype(np.float64)
+        mean, std = flat.mean(axis=0), flat.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+        return ((x - mean) / std).astype("float32"), std / 255.0
+    raise ValueError(f"`pixels` must be one of {sorted(PIXEL_SCALINGS)}. "
+                     f"Received: pixels={pixels!r}")
+
+
 def load_splits(config):
-    """Train / validation / test images as float32 in [0, 1], and the
-    validation images' class names."""
+    """Train / validation / test images scaled by `config.pixels`, as `Splits`."""
     (x_train, y_train), (x_test, _) = data.load_cifar10(config.data_dir)
     n_train, n_val = config.train_samples, config.val_samples
     if n_train + n_val > len(x_train) or config.test_samples > len(x_test):
@@ -95,30 +170,61 @@ def load_splits(config):
         )
     # The last val_samples training images are held out, as in the paper's
     # 45,000 / 5,000 split.
-    scale = lambda a: (a.astype("float32") / 255.0)  # noqa: E731
+    train = x_train[:n_train]
     val_labels = [CLASS_NAMES[int(y)] for y in y_train[len(x_train) - n_val :, 0]]
-    return (scale(x_train[:n_train]), scale(x_train[len(x_train) - n_val :]),
-            scale(x_test[: config.test_samples]), val_labels)
+    parts = [scale_pixels(a, config.pixels, train)
+             for a in (train, x_train[len(x_train) - n_val :], x_test[: config.test_samples])]
+    return Splits(parts[0][0], parts[1][0], parts[2][0], val_labels, parts[0][1])
 
 
-def _test_metrics(model, x_test, batch_size, tdv_dim):
-    """Whole-test-set covariance of the code, and the reconstruction MSE."""
+def _squared_errors(model, x, pixel_scale):
+    """Sums of squared reconstruction errors over `x`: scaled pixels, and [0, 1] pixels."""
     import keras
 
-    from keras_covreg.probe import measure
-
-    code = measure(model, x_test, "code", max_samples=len(x_test), batch_size=1000)["code"]
-    squared_error = 0.0
-    for start in range(0, len(x_test), 1000):
-        x = x_test[start : start + 1000]
+    scaled = in_unit = 0.0
+    weight = np.asarray(pixel_scale, np.float64) ** 2
+    for start in range(0, len(x), 1000):
+        batch = x[start : start + 1000]
         # A direct call, not predict_on_batch: that traces a new tf.function
         # for every model, and Table 1's runs would retrace the same code.
-        reconstruction = keras.ops.convert_to_numpy(model(x, training=False))
-        squared_error += float(np.sum((np.asarray(reconstruction, np.float64) - x) ** 2))
+        error = np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)),
+                           np.float64) - batch
+        scaled += float(np.sum(error**2))
+        in_unit += float(np.sum(error**2 * weight))
+    return scaled, in_unit
+
+
+def _test_metrics(model, splits, tdv_dim):
+    """Whole-test-set covariance of the code, and the reconstruction MSE."""
+    from keras_covreg.probe import measure
+
+    x_test = splits.test
+    code = measure(model, x_test, "code", max_samples=len(x_test), batch_size=1000)["code"]
+    scaled, in_unit = _squared_errors(model, x_test, splits.pixel_scale)
     summary = code.summary(d=tdv_dim)
-    summary["mse"] = squared_error / x_test.size
+    summary["mse"] = scaled / x_test.size
+    summary["mse_01"] = in_unit / x_test.size
     summary["n_test"] = code.n_samples
     return summary
+
+
+def _pruned(model, splits):
+    """The code pruned at each of `PRUNE_THRESHOLDS`: units kept and test MSE.
+
+    The units and their means come from the validation images, the MSE from
+    the test images.
+    """
+    from keras_covreg.pruning import prune_units
+
+    found = []
+    for threshold in PRUNE_THRESHOLDS:
+        smaller, report = prune_units(model, splits.val, layers="code", threshold=threshold,
+                                      batch_size=1000)
+        scaled, in_unit = _squared_errors(smaller, splits.test, splits.pixel_scale)
+        found.append({"threshold": threshold, "units_kept": report.kept["code"],
+                      "parameters": report.parameters_after,
+                      "mse": scaled / splits.test.size, "mse_01": in_unit / splits.test.size})
+    return found
 
 
 def run_one(*, run_id, exp, config, splits, regularizer, strength, seed):
@@ -126,26 +232,29 @@ def run_one(*, run_id, exp, config, splits, regularizer, strength, seed):
 
     from keras_covreg import regularizers
     from keras_covreg.callbacks import CovarianceMonitor
-    from keras_covreg.experiments import models
 
-    x_train, x_val, x_test, val_labels = splits
     keras.utils.set_random_seed(config.seed * 1000 + seed)
     class_name = REGULARIZERS[regularizer]
-    cls = None if class_name is None else getattr(regularizers, class_name)
+    reg = None
+    if class_name is not None and strength > 0:
+        options = {"reduction": config.l1_reduction} if regularizer == "l1" else {}
+        reg = getattr(regularizers, class_name)(strength, **options)
     model = models.conv_autoencoder(
-        code_regularizer=cls(strength) if cls is not None and strength > 0 else None
+        code_regularizer=reg, code_activation=config.code_activation,
+        output_activation=OUTPUT_ACTIVATIONS[config.pixels],
+        dense_units=DENSE_UNITS[config.architecture],
     )
     model.compile(keras.optimizers.Adam(config.learning_rate), "mse", metrics=["mse"])
     start = time.perf_counter()
     history = model.fit(
-        x_train, x_train, batch_size=config.batch_size, epochs=config.max_epochs,
-        validation_data=(x_val, x_val), verbose=0,
+        splits.train, splits.train, batch_size=config.batch_size, epochs=config.max_epochs,
+        validation_data=(splits.val, splits.val), verbose=0,
         callbacks=[
             # Before EarlyStopping and TensorBoard, so they see val_code_*.
             CovarianceMonitor("code", log_dir=exp.tensorboard_dir(run_id),
                               true_dim=config.tdv_dim, images=config.images,
                               projector_samples=PROJECTOR_SAMPLES,
-                              projector_labels=val_labels),
+                              projector_labels=splits.val_labels),
             # Early stopping on the reconstruction error alone, not the loss
             # that includes the penalty.
             keras.callbacks.EarlyStopping(monitor="val_mse", patience=config.patience,
@@ -157,12 +266,16 @@ def run_one(*, run_id, exp, config, splits, regularizer, strength, seed):
     )
     seconds = time.perf_counter() - start
     val_mse = history.history["val_mse"]
+    pruned = _pruned(model, splits)
+    at_default = next(p for p in pruned if p["threshold"] == DEFAULT_PRUNE_THRESHOLD)
     return {
         "experiment": "cifar10", "regularizer": regularizer, "strength": strength,
         "seed": seed, "epochs": len(val_mse), "best_epoch": int(np.argmin(val_mse)) + 1,
         "stopped_early": len(val_mse) < config.max_epochs, "best_val_mse": float(min(val_mse)),
         "train_seconds": seconds, "parameters": model.count_params(),
-        **_test_metrics(model, x_test, config.batch_size, config.tdv_dim),
+        **_test_metrics(model, splits, config.tdv_dim),
+        "units_kept": at_default["units_kept"], "pruned_mse": at_default["mse"],
+        "pruned": pruned,
         "val_mse_history": val_mse,
     }
 
@@ -190,7 +303,6 @@ def report(exp, results, config, seconds):
     import keras
 
     from keras_covreg import _plots
-    from keras_covreg.experiments import models
 
     table = [r for r in results if not r["run_id"].startswith("sweep_")]
     rows = []
@@ -205,32 +317,54 @@ def report(exp, results, config, seconds):
             _cell([r["ud90_unit"] for r in group], ".1f"),
             f"{paper['ud90']:.2f}" if paper else "-",
             _cell([r["mse"] for r in group], ".4f"),
+            _cell([r.get("mse_01", r["mse"]) for r in group], ".4f"),
             f"{paper['mse']:.4f}" if paper else "-",
             _cell([r["mapc"] for r in group], ".3f"),
             _cell([r["tdv_pca"] for r in group], ".3f"),
             _cell([r["effective_rank"] for r in group], ".1f"),
+            _cell([r.get("units_kept", math.nan) for r in group], ".1f"),
+            _cell([r.get("pruned_mse", math.nan) for r in group], ".4f"),
             _cell([r["epochs"] for r in group], ".0f"),
         ])
-    params = table[0]["parameters"] if table else models.conv_autoencoder().count_params()
+    params = table[0]["parameters"] if table else models.conv_autoencoder(
+        dense_units=DENSE_UNITS[config.architecture]).count_params()
+    l1 = ("the mean of |h| over the batch and the units" if config.l1_reduction == "mean"
+          else "the sum of |h| over the batch and the units")
     text = (
         "# CIFAR-10 convolutional autoencoder (Section 3.4)\n\n"
-        f"{params:,} parameters, 84-unit tanh code; Adam {config.learning_rate}, batch "
+        f"{params:,} parameters ({config.architecture} architecture), "
+        f"{models.CONV_CODE_UNITS}-unit {config.code_activation} code; pixels "
+        f"{PIXEL_SCALINGS[config.pixels]}; Adam {config.learning_rate}, batch "
         f"{config.batch_size}; {config.train_samples} / {config.val_samples} / "
-        f"{config.test_samples} train / validation / test images in [0, 1]; early "
+        f"{config.test_samples} train / validation / test images; early "
         f"stopping on validation MSE, patience {config.patience}, at most "
         f"{config.max_epochs} epochs, best weights restored; lambda = {config.strength} "
-        f"for every penalty. Metrics on the test set, covariance over all "
+        f"for every penalty, L1 {l1}. Metrics on the test set, covariance over all "
         f"{config.test_samples} test images. TdV with d = {config.tdv_dim}. "
         f"{len(results)} runs, {runner.run_minutes(results):.1f} minutes of training and measuring "
         f"in all (the sum of the runs' own times); {seconds / 60:.1f} minutes in this "
         f"invocation ({keras.config.backend()} backend).\n\n"
         "Table 1, mean ± std over seeds (std shown with 2 or more seeds); the paper's "
-        "numbers beside ours. The paper does not say which basis its UD uses.\n\n"
+        "numbers beside ours. The paper does not say which basis its UD uses. MSE is "
+        "over the pixels as scaled for training; 'MSE [0, 1]' is the same error in "
+        "pixels scaled to [0, 1]. 'Units kept' are the code units left after "
+        f"`prune_units` at threshold {DEFAULT_PRUNE_THRESHOLD:g} (decided on the "
+        "validation images), with the pruned model's test MSE beside them.\n\n"
         + runner.markdown_table(
             ["penalty", "seeds", "CVR", "paper CVR", "UD90 (PCA)", "UD90 (units)",
-             "paper UD90", "MSE", "paper MSE", "MAPC", f"TdV (d={config.tdv_dim})",
-             "effective rank", "epochs"], rows)
+             "paper UD90", "MSE", "MSE [0, 1]", "paper MSE", "MAPC",
+             f"TdV (d={config.tdv_dim})", "effective rank", "units kept",
+             "MSE after pruning", "epochs"], rows)
     )
+    pruning = _pruning_curves(table, config)
+    if pruning:
+        _plots.save_png_file(
+            _plots.curves_figure(pruning, title="Pruning the code: MSE increase against "
+                                 "units kept (test set, mean over seeds)",
+                                 xlabel="code units kept", ylabel="MSE increase (%)",
+                                 ylog=False, markers=True),
+            exp.figure_path("pruning.png"))
+        text += "\n![Pruning](figures/pruning.png)\n"
     sweep = [r for r in results if r["run_id"].startswith("sweep_")]
     if sweep:
         curves = {}
@@ -256,7 +390,28 @@ def report(exp, results, config, seconds):
     return text
 
 
-def run(config, out, *, restart=False):
+def _pruning_curves(table, config):
+    """Per row, the mean units kept and MSE increase (%) at each prune threshold."""
+    curves = {}
+    for row in config.rows:
+        group = [r for r in table if r["regularizer"] == row and r.get("pruned")]
+        if not group:
+            continue
+        kept, increase = [], []
+        for i in range(len(PRUNE_THRESHOLDS)):
+            kept.append(float(np.mean([r["pruned"][i]["units_kept"] for r in group])))
+            increase.append(float(np.mean(
+                [100 * (r["pruned"][i]["mse"] / r["mse"] - 1) for r in group])))
+        curves[LABELS[row]] = (kept, increase)
+    return curves
+
+
+def prepare(config):
+    """The context of `run_one`: the images, loaded once per process."""
+    return {"splits": load_splits(config)}
+
+
+def run(config, out, *, restart=False, jobs=1, on_worker_start=None):
     """Runs (or resumes, or extends) Table 1 (and the sweep); writes figures and summary.
 
     The data is loaded after the options are checked against the results
@@ -265,14 +420,14 @@ def run(config, out, *, restart=False):
     differ other than in `ADDS_RUNS` raise `runner.OptionsMismatchError`.
     """
     return runner.run_sweep("cifar10", config, out, plan=plan, run_one=run_one,
-                            report=report, adds_runs=ADDS_RUNS, restart=restart,
-                            prepare=lambda c: {"splits": load_splits(c)},
+                            report=report, adds_runs=ADDS_RUNS, restart=restart, jobs=jobs,
+                            on_worker_start=on_worker_start, prepare=prepare,
                             hparams=hparams, metrics=HPARAMS_METRICS)
 
 
 # The results the HParams dashboard shows per run, beside `hparams`.
 HPARAMS_METRICS = ("cvr", "mapc", "ud90_pca", "ud90_unit", "tdv_pca", "tdv_unit", "mse",
-                   "best_val_mse", "epochs")
+                   "mse_01", "units_kept", "pruned_mse", "best_val_mse", "epochs")
 
 
 def hparams(kwargs, config):

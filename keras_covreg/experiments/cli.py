@@ -231,6 +231,19 @@ OPTIONS = {
         "learning_rate": Option("Adam learning rate (paper: 0.001)", real(0, open_low=True)),
         "tdv_dim": Option("d of TdV (CIFAR-10 has no known true dimension)",
                           integer(1, models.CONV_CODE_UNITS)),
+        "pixels": Option("pixel scaling, with the output activation that matches: unit: "
+                         "[0, 1], sigmoid; symmetric: [-1, 1], tanh; standardized: per "
+                         "channel over the training images, linear (paper: not given)",
+                         choice(("unit", "symmetric", "standardized"))),
+        "code_activation": Option("activation of the 84-unit code (paper: not given)",
+                                  choice(models.ACTIVATIONS)),
+        "l1_reduction": Option("the L1 row's penalty: mean: lambda x the mean of |h| over "
+                               "the batch and the units; sum: lambda x their sum, what an "
+                               "activity regularizer added in the Keras releases of the "
+                               "paper's time (paper: not given)", choice(("mean", "sum"))),
+        "architecture": Option("paper: 120-unit dense layers around the code (540,583 "
+                               "parameters); small: without them (372,727)",
+                               choice(("paper", "small"))),
         "images": Option("write covariance heatmaps and spectra to TensorBoard every epoch"),
         "sweep": Option("also run Figure 6's lambda sweep: L_Sigma and L1 at every "
                         "--sweep-strengths value, seed 0"),
@@ -419,7 +432,8 @@ def _experiment(module_name):
     def run(args):
         module = importlib.import_module(f"keras_covreg.experiments.{module_name}")
         exp, summary = module.run(_config(module.Config, args), args.out,
-                                  restart=args.restart)
+                                  restart=args.restart, jobs=args.jobs,
+                                  on_worker_start=None if args.verbose else quiet_backend_logs)
         print(summary)
         print(f"Results in {exp.root}")
         from keras_covreg.experiments import runner
@@ -462,6 +476,11 @@ def build_parser():
             help=f"delete the runs, figures, summary and logs already in <out>/{name}/ and "
             "start over; without it, runs made with other options are refused",
         )
+        p.add_argument(
+            "--jobs", type=_checked_type("jobs", integer(1)), default=1,
+            help="runs trained side by side, each in its own process: pinned to a GPU "
+            "(several share one when there are more jobs than GPUs) or, without one, to "
+            "its share of the CPU cores; the results are those of one run after another")
         _add_options(p, name)
         p.set_defaults(func=_experiment(name), parser=p)
     _add_analyze(sub, common)

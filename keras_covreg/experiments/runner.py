@@ -20,13 +20,16 @@ refused with `OptionsMismatchError` before anything is written, unless
 ``restart=True`` deletes the old results first.
 """
 
+import concurrent.futures
 import csv
 import dataclasses
 import io
 import json
 import math
+import multiprocessing
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -117,7 +120,7 @@ def differing_options(old, new, *, adds_runs=()):
             if name not in adds_runs and old.get(name, _MISSING) != value]
 
 
-def check_options(root, options, *, adds_runs=()):
+def check_options(root, options, *, adds_runs=(), defaults=None):
     """Raises unless the runs in `root` may be reused under `options`.
 
     Args:
@@ -125,6 +128,10 @@ def check_options(root, options, *, adds_runs=()):
         options: the options of this invocation (JSON values).
         adds_runs: names of the options that may differ (see
             `differing_options`).
+        defaults: the default of every option (JSON values). An option that
+            ``config.json`` does not hold was added after its runs were made,
+            and they were made as its default does; None to count such an
+            option as differing.
 
     Raises:
         OptionsMismatchError: naming each option that differs, with the value
@@ -142,7 +149,7 @@ def check_options(root, options, *, adds_runs=()):
                 f"Received: out={os.path.dirname(root)!r}")
         return
     with open(path) as f:
-        old = json.load(f)
+        old = {**(defaults or {}), **json.load(f)}
     differences = differing_options(old, options, adds_runs=adds_runs)
     if differences:
         listed = "; ".join(f"{_flag(name)}: {before!r} there, {after!r} now"
@@ -176,6 +183,8 @@ class Experiment:
         adds_runs: names of the options that only add runs: they may differ
             from those of the runs already there.
         restart: delete the results already there first.
+        defaults: the options' defaults, for a ``config.json`` written before
+            an option existed (see `check_options`).
 
     Raises:
         OptionsMismatchError: if the directory holds runs made with options
@@ -184,7 +193,7 @@ class Experiment:
             read-only file system).
     """
 
-    def __init__(self, out, name, config, *, adds_runs=(), restart=False):
+    def __init__(self, out, name, config, *, adds_runs=(), restart=False, defaults=None):
         self.root = os.path.join(os.fspath(out), name)
         self.runs_dir = os.path.join(self.root, "runs")
         self.figures_dir = os.path.join(self.root, "figures")
@@ -192,7 +201,7 @@ class Experiment:
         if restart:
             clear(self.root)
         else:
-            check_options(self.root, config, adds_runs=adds_runs)
+            check_options(self.root, config, adds_runs=adds_runs, defaults=defaults)
         try:
             os.makedirs(self.runs_dir, exist_ok=True)
             os.makedirs(self.figures_dir, exist_ok=True)
@@ -252,6 +261,47 @@ class Experiment:
     def write_summary(self, text):
         write_atomic(os.path.join(self.root, "summary.md"), text)
 
+    def sweep_in_processes(self, plan, run_one, *, config, jobs, prepare=None,
+                           on_worker_start=None, desc, on_result=None):
+        """`sweep` with the runs in `jobs` worker processes (see `run_sweep`).
+
+        Each worker is pinned to a `worker_slots` entry before anything
+        imports a backend, calls `prepare` once, then trains runs as they
+        come. Each result is saved here as soon as its run ends, so an
+        interrupted sweep keeps every finished run; an error in a run stops
+        the sweep (the runs already running finish first) and is raised.
+        """
+        results = {run_id: self.load(run_id) for run_id, _ in plan}
+        todo = [(run_id, kwargs) for run_id, kwargs in plan if results[run_id] is None]
+        context = multiprocessing.get_context("spawn")
+        slots = context.Queue()
+        for slot in worker_slots(min(jobs, max(len(todo), 1))):
+            slots.put(slot)
+        kwargs_of = dict(plan)
+        with tqdm(total=len(plan), initial=len(plan) - len(todo), desc=desc,
+                  unit="run") as bar:
+            if todo:
+                with concurrent.futures.ProcessPoolExecutor(
+                        max_workers=min(jobs, len(todo)), mp_context=context,
+                        initializer=_start_worker,
+                        initargs=(slots, prepare, config, on_worker_start)) as pool:
+                    futures = {pool.submit(_run_in_worker, run_one, run_id, self, config,
+                                           kwargs): run_id for run_id, kwargs in todo}
+                    try:
+                        for future in concurrent.futures.as_completed(futures):
+                            run_id = futures[future]
+                            results[run_id] = self.save(run_id, future.result())
+                            bar.set_postfix_str(run_id)
+                            bar.update()
+                    except BaseException:
+                        for future in futures:
+                            future.cancel()
+                        raise
+        for run_id, result in results.items():
+            if on_result is not None:
+                on_result(run_id, kwargs_of[run_id], result)
+        return [results[run_id] for run_id, _ in plan]
+
     def sweep(self, plan, run_fn, *, desc, on_result=None):
         """Runs every (run_id, kwargs) of `plan` not already finished.
 
@@ -277,7 +327,7 @@ class Experiment:
 
 
 def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart=False,
-              prepare=None, hparams=None, metrics=(), **context):
+              prepare=None, hparams=None, metrics=(), jobs=1, on_worker_start=None):
     """Runs (or resumes, or extends) every run of an experiment, then reports.
 
     Args:
@@ -287,29 +337,40 @@ def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart
         plan: ``plan(config)`` -> [(run_id, kwargs), ...]; a run's id must
             name every kwarg that changes its result.
         run_one: ``run_one(run_id=, exp=, config=, **context, **kwargs)`` ->
-            the result dict of one run.
+            the result dict of one run. A module-level function when
+            ``jobs > 1`` (it is sent to other processes).
         report: ``report(exp, results, config, seconds)`` -> summary text.
         adds_runs: names of the options that only change which runs `plan`
             returns, never the result of a run: they may differ from those
             of the runs already in the directory.
         restart: delete the results already in the directory first.
-        prepare: optional ``prepare(config)`` -> a dict added to `context`,
-            called after the options are checked and before anything is
-            written (e.g. to load data).
+        prepare: optional ``prepare(config)`` -> the `context` of `run_one`
+            (e.g. data loaded once), called after the options are checked and
+            before anything is written; once per worker process when
+            ``jobs > 1`` (a module-level function then).
         hparams: optional ``hparams(kwargs, config)`` -> the hyperparameters
             of a run for TensorBoard's HParams dashboard (what differs between
             runs); the run's kwargs when None.
         metrics: the result keys shown as the HParams dashboard's metrics.
-        **context: passed to every `run_one` (e.g. data loaded once).
+        jobs: how many runs train side by side, each in a process of its own
+            pinned to a share of the CPU cores or to a GPU (`worker_slots`).
+            A run seeds itself, so its result does not depend on `jobs` or on
+            which runs came before it in its process. Defaults to 1: every
+            run in this process, one after another.
+        on_worker_start: optional function each worker process calls first,
+            after pinning and before `prepare` (e.g. to quiet the backend's
+            start-up logs); module-level.
 
     Returns:
         ``(experiment, summary text)``.
 
     Raises:
         OptionsMismatchError: see `check_options`.
-        ValueError: if two runs of the plan share an id.
+        ValueError: if two runs of the plan share an id, or `jobs` < 1.
     """
     start = time.perf_counter()
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"`jobs` must be an integer >= 1. Received: jobs={jobs!r}")
     runs = plan(config)
     ids = [run_id for run_id, _ in runs]
     if len(set(ids)) != len(ids):
@@ -317,24 +378,136 @@ def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart
         raise ValueError(f"Two runs of the plan share an id: {', '.join(repeated)}. "
                          f"Received: config={config!r}")
     options = _jsonable(dataclasses.asdict(config))
+    defaults = _jsonable(dataclasses.asdict(type(config)()))
     if not restart:
-        check_options(os.path.join(os.fspath(out), name), options, adds_runs=adds_runs)
-    if prepare is not None:
-        context.update(prepare(config))
-    exp = Experiment(out, name, options, adds_runs=adds_runs, restart=restart)
+        check_options(os.path.join(os.fspath(out), name), options, adds_runs=adds_runs,
+                      defaults=defaults)
+    context = prepare(config) if prepare is not None and jobs == 1 else {}
+    exp = Experiment(out, name, options, adds_runs=adds_runs, restart=restart,
+                     defaults=defaults)
     run_hparams = hparams or (lambda kwargs, config: dict(kwargs))
-    results = exp.sweep(
-        runs,
-        lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config, **context, **kw),
-        desc=name,
-        on_result=lambda run_id, kwargs, result: write_tensorboard_run(
-            exp.tensorboard_dir(run_id), run_hparams(kwargs, config), result, metrics),
-    )
+
+    def on_result(run_id, kwargs, result):
+        write_tensorboard_run(exp.tensorboard_dir(run_id), run_hparams(kwargs, config),
+                              result, metrics)
+
+    if jobs == 1:
+        results = exp.sweep(
+            runs,
+            lambda run_id, **kw: run_one(run_id=run_id, exp=exp, config=config, **context,
+                                         **kw),
+            desc=name, on_result=on_result)
+    else:
+        results = exp.sweep_in_processes(
+            runs, run_one, config=config, jobs=jobs, prepare=prepare,
+            on_worker_start=on_worker_start, desc=name, on_result=on_result)
     exp.write_csv()  # also when every run was already there and results.csv was not
     write_tensorboard_experiment(
         os.path.join(exp.root, "tensorboard"),
         [run_hparams(kwargs, config) for _, kwargs in runs], metrics)
     return exp, report(exp, results, config, time.perf_counter() - start)
+
+
+# -- runs side by side -------------------------------------------------------
+
+
+def visible_gpus():
+    """The NVIDIA GPUs a run may be pinned to, as ``CUDA_VISIBLE_DEVICES`` entries.
+
+    ``CUDA_VISIBLE_DEVICES`` when it is set (empty: none); else the GPUs that
+    ``nvidia-smi -L`` lists; else none. Reads no backend.
+    """
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        found = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                               timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    lines = [line for line in found.stdout.splitlines() if line.startswith("GPU ")]
+    return [str(i) for i in range(len(lines))] if found.returncode == 0 else []
+
+
+def worker_slots(jobs, *, cores=None, gpus=None):
+    """What each of `jobs` worker processes is pinned to.
+
+    With GPUs, worker k gets GPU k mod (number of GPUs): several workers
+    share a GPU when there are more workers than GPUs (a small model leaves
+    a large GPU mostly idle). Without, the CPU cores are dealt out in turn,
+    so that each worker has its own ``len(cores) // jobs`` or one more (and
+    workers share cores only when there are more workers than cores).
+
+    Args:
+        jobs: the number of workers, >= 1.
+        cores: the CPU cores to share; those this process may run on when
+            None.
+        gpus: the GPUs to share (`visible_gpus` when None).
+
+    Returns:
+        One dict per worker: ``{"gpu": "0"}`` or ``{"cores": [0, 2]}``.
+
+    Example:
+        >>> worker_slots(2, cores=[0, 1, 2, 3, 4], gpus=[])
+        [{'cores': [0, 2, 4]}, {'cores': [1, 3]}]
+        >>> worker_slots(3, cores=[0], gpus=["0", "1"])
+        [{'gpu': '0'}, {'gpu': '1'}, {'gpu': '0'}]
+    """
+    gpus = visible_gpus() if gpus is None else list(gpus)
+    if gpus:
+        return [{"gpu": gpus[k % len(gpus)]} for k in range(jobs)]
+    cores = sorted(os.sched_getaffinity(0)) if cores is None else list(cores)
+    return [{"cores": cores[k::jobs] or [cores[k % len(cores)]]} for k in range(jobs)]
+
+
+# Thread-count variables of the backends' CPU thread pools, set in a worker to
+# its number of cores (TensorFlow reads the TF_ ones, PyTorch and NumPy's BLAS
+# the others, when they start).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS")
+
+
+def pin_this_process(slot):
+    """Pins this process to a `worker_slots` entry; call before any backend starts.
+
+    A GPU slot sets ``CUDA_VISIBLE_DEVICES`` and lets JAX and TensorFlow take
+    GPU memory as they need it instead of most of it up front, so that
+    processes can share a GPU. A CPU slot restricts the process to its cores
+    (`os.sched_setaffinity`, which TensorFlow, JAX and PyTorch read to size
+    their thread pools) and sets `THREAD_VARIABLES` to their number.
+    """
+    if "gpu" in slot:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot["gpu"]
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+        return
+    os.sched_setaffinity(0, slot["cores"])
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(len(slot["cores"]))
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+
+# The state of a worker process of `Experiment.sweep_in_processes`.
+_WORKER: dict = {}
+
+
+def _start_worker(slots, prepare, config, on_start):
+    pin_this_process(slots.get())
+    try:
+        if on_start is not None:
+            on_start()
+        _WORKER["context"] = prepare(config) if prepare is not None else {}
+    except Exception as e:  # raised with the first run, where the caller sees it
+        _WORKER["error"] = e
+
+
+def _run_in_worker(run_one, run_id, exp, config, kwargs):
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    start = time.perf_counter()
+    result = run_one(run_id=run_id, exp=exp, config=config, **_WORKER["context"], **kwargs)
+    result["seconds"] = time.perf_counter() - start
+    return result
 
 
 # What the HParams dashboard says of a metric, by result key (a key ending in
@@ -349,6 +522,9 @@ METRIC_DESCRIPTIONS = {
     "tdv_unit": "share of the variance in the top d units; higher is better",
     "active": "units whose variance is at least the active fraction of the largest",
     "mse": "reconstruction mean squared error (test data for CIFAR-10)",
+    "mse_01": "reconstruction mean squared error in pixels scaled to [0, 1]",
+    "units_kept": "code units left after prune_units removed the switched-off ones",
+    "pruned_mse": "reconstruction mean squared error of the pruned model",
     "best_val_mse": "best validation MSE (early stopping's epoch)",
     "final_loss": "training loss at the end, penalty included",
     "epochs": "epochs trained",
@@ -360,8 +536,11 @@ METRIC_DESCRIPTIONS = {
 
 
 def _metric_description(key):
-    return next((text for suffix, text in METRIC_DESCRIPTIONS.items()
-                 if key == suffix or key.endswith("_" + suffix)), key)
+    """The description of a result key: its own, else that of its longest suffix."""
+    if key in METRIC_DESCRIPTIONS:
+        return METRIC_DESCRIPTIONS[key]
+    suffixes = sorted((s for s in METRIC_DESCRIPTIONS if key.endswith("_" + s)), key=len)
+    return METRIC_DESCRIPTIONS[suffixes[-1]] if suffixes else key
 
 
 def _hparam_value(value):

@@ -224,16 +224,22 @@ def report(exp, results, config, seconds):
     return text
 
 
-def run(config, out, *, restart=False):
+def prepare(config):
+    """The context of `run_one`: the compiled models its runs share."""
+    return {"trainers": {}}
+
+
+def run(config, out, *, restart=False, jobs=1, on_worker_start=None):
     """Runs (or resumes, or extends) every seed and writes figures and summary.
 
     `restart` deletes the results already in ``<out>/xor`` first; without it,
     results made with options that differ other than in `ADDS_RUNS` raise
-    `runner.OptionsMismatchError`.
+    `runner.OptionsMismatchError`. `jobs` runs that many runs side by side
+    (`runner.run_sweep`).
     """
     return runner.run_sweep("xor", config, out, plan=plan, run_one=run_one, report=report,
-                            adds_runs=ADDS_RUNS, restart=restart,
-                            prepare=lambda c: {"trainers": {}},
+                            adds_runs=ADDS_RUNS, restart=restart, jobs=jobs,
+                            on_worker_start=on_worker_start, prepare=prepare,
                             hparams=hparams, metrics=HPARAMS_METRICS)
 
 
