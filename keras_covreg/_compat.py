@@ -143,3 +143,66 @@ def calling_callback_list(callback):
 # How far up the stack `calling_callback_list` looks: the hook, Keras's
 # dispatch, and a few wrappers in between.
 _CALLER_FRAMES = 6
+
+
+def processes():
+    """``(index of this process, number of processes)`` of a multi-process run.
+
+    JAX: ``jax.process_index()`` and ``jax.process_count()`` (one process
+    unless ``jax.distributed`` / ``keras.distribution.initialize`` was
+    called). TensorFlow: the task of this process in the cluster of the
+    strategy in scope when it has a cluster resolver
+    (``MultiWorkerMirroredStrategy``), else in the cluster that ``TF_CONFIG``
+    describes (as TensorFlow's own multi-worker set-up reads it; a custom
+    loop calls callbacks outside the strategy's scope), the chief first.
+    torch: the rank and world size of ``torch.distributed`` when it is
+    initialized. ``(0, 1)`` otherwise. Process 0 is the chief, the one that
+    writes files.
+    """
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.process_index(), jax.process_count()
+    if backend == "tensorflow":
+        import os
+
+        import tensorflow as tf
+
+        resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+        if resolver is None and os.environ.get("TF_CONFIG"):
+            resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        task_type = getattr(resolver, "task_type", None)
+        if task_type in ("chief", "worker"):
+            cluster = resolver.cluster_spec().as_dict()
+            chiefs = len(cluster.get("chief", ()))
+            index = 0 if task_type == "chief" else chiefs + int(resolver.task_id)
+            return index, chiefs + len(cluster.get("worker", ()))
+        return 0, 1
+    if backend == "torch":
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def can_gather_across_processes():
+    """Whether `process_allgather` works here: on JAX."""
+    return keras.config.backend() == "jax"
+
+
+def process_allgather(value):
+    """`value` (a NumPy array) from every process, stacked on a new axis 0.
+
+    Every process must call it, in the same order (a collective). Only JAX's
+    multi-process runtime is supported: there the monitor's probe data is
+    split between processes as Keras splits validation data.
+    """
+    if keras.config.backend() != "jax":
+        raise NotImplementedError(
+            "Gathering the monitor's statistics across processes is implemented for "
+            f"JAX only. Received: backend={keras.config.backend()!r}")
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray(value)))

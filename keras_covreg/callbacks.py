@@ -285,7 +285,7 @@ class CovarianceMonitor(keras.callbacks.Callback):
         self._reset_fit_state()
         _warn_about_wrapped_regularizers(self.model)
         self._hide_from_tensorboard(_compat.calling_callback_list(self))
-        if self.hparams is not None:
+        if self.hparams is not None and self._is_chief():
             writer = _events.SummaryWriter.replacing(self.log_dir, "hparams")
             writer.hparams(self.hparams)
             writer.close()
@@ -432,9 +432,24 @@ class CovarianceMonitor(keras.callbacks.Callback):
             self._layers = self._new_probe()
         return self._compute(self._probe_batches())
 
+    def _is_chief(self):
+        """Whether this process writes: the only one, or process 0 of several."""
+        return _compat.processes()[0] == 0
+
     def _measure(self, step, batches, logs=None):
         results = self._compute(batches)
         self._measured = True
+        if logs is not None:
+            for name, summary in results.items():
+                for key, value in summary.items():
+                    if key != "n_samples":
+                        logs[f"{self.log_prefix}{name}_{key}"] = value
+                        self._log_keys.add(f"{self.log_prefix}{name}_{key}")
+        if not self._is_chief():
+            # Every process measures (the forward passes are collectives, and
+            # EarlyStopping and the rest see the same logs in every process);
+            # only the chief writes.
+            return
         writer = self._get_writer()
         if not self._described:
             self._described = True
@@ -446,9 +461,6 @@ class CovarianceMonitor(keras.callbacks.Callback):
                 _description, p=p, n=int(summary["n_samples"]), d=self.true_dim, q=self.q)
             for key, value in summary.items():
                 writer.scalar(f"{name}/{key}", value, step, description=describe(key))
-                if logs is not None and key != "n_samples":
-                    logs[f"{self.log_prefix}{name}_{key}"] = value
-                    self._log_keys.add(f"{self.log_prefix}{name}_{key}")
             cov = self.covariances[name]
             if np.isfinite(cov).all():
                 bins = histogram_bins(p)
@@ -505,8 +517,10 @@ class CovarianceMonitor(keras.callbacks.Callback):
 
     def _compute(self, batches):
         assert self._probe is not None  # set in on_train_begin or measure()
+        # Under several processes, fit's validation batches are split between
+        # them (each process validates on its part): merge their statistics.
         found, self._projected, seen = self._probe.run(
-            batches, keep_samples=self.projector_samples)
+            batches, keep_samples=self.projector_samples, sharded=self.data is None)
         if seen == 0 and self.data is not None:
             raise ValueError(
                 "CovarianceMonitor: the probe data yielded no samples. "

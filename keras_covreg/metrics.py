@@ -685,6 +685,38 @@ class StreamingCovariance:
             self._merge(other.count, other._mean, other._m2)
         return self
 
+    def state(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """``(count, mean, M2)``: what another process needs to `merge` this.
+
+        Mean of shape (p,), M2 (the centred sum of outer products) of shape
+        (p, p); zeros when no samples were added. Raises `ValueError` if the
+        number of features is not known yet.
+        """
+        if self.n_features is None:
+            raise ValueError("StreamingCovariance.state: the number of features is not "
+                             "known before the first batch. Received: n_features=None")
+        if self._mean is None or self._m2 is None:
+            p = self.n_features
+            return 0, np.zeros(p), np.zeros((p, p))
+        return self.count, self._mean.copy(), self._m2.copy()
+
+    @classmethod
+    def from_state(cls, count: int, mean: ArrayLike, m2: ArrayLike) -> "StreamingCovariance":
+        """The accumulator whose `state` is ``(count, mean, M2)``.
+
+        Examples:
+            >>> a = StreamingCovariance().update([[0.0], [2.0]])
+            >>> b = StreamingCovariance.from_state(*a.state())
+            >>> b.merge(a).covariance().tolist()  # [0, 2, 0, 2]
+            [[1.3333333333333333]]
+        """
+        mean = np.array(mean, dtype=np.float64)
+        acc = cls(len(mean))
+        if count > 0:
+            acc.count, acc._mean = int(count), mean
+            acc._m2 = np.array(m2, dtype=np.float64).reshape(len(mean), len(mean))
+        return acc
+
     def _merge(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
         if self._mean is None or self._m2 is None:
             self.count, self._mean, self._m2 = n_b, mean_b.copy(), m2_b.copy()

@@ -196,15 +196,27 @@ class LayerProbe:
             self._warned.add((layer, cause))
             warnings.warn(f"{self.owner}: layer '{layer}': {message}.", stacklevel=4)
 
-    def run(self, batches: Iterable[Any], *, keep_samples: int = 0
+    def run(self, batches: Iterable[Any], *, keep_samples: int = 0, sharded: bool = False
             ) -> tuple[dict[str, Measurement], dict[str, np.ndarray], int]:
         """Accumulates the covariance of each layer's outputs over `batches`.
+
+        In a multi-process run (JAX's ``keras.distribution`` across processes)
+        every process must call this with the same number of forward passes,
+        in step (the forward passes and the gathering below are collectives).
 
         Args:
             batches: input batches (no targets).
             keep_samples: how many samples' vectors to keep per layer (the
                 first ones; positions averaged for outputs of rank > 2 with
-                ``"channels"``), e.g. for TensorBoard's Projector.
+                ``"channels"``), e.g. for TensorBoard's Projector. In a
+                multi-process run, from this process's batches.
+            sharded: whether, in a multi-process run, each process's
+                `batches` are its part of the probe data (as Keras splits
+                validation data between processes): the statistics of all
+                processes are then merged, so that every process returns the
+                covariance of all of them. When False (default), the batches
+                must be the same in every process; a process whose count or
+                mean differs from the first process's gets a warning.
 
         Returns:
             ``(measurements, kept, samples)``: a `Measurement` per layer name,
@@ -232,6 +244,14 @@ class LayerProbe:
                         continue
                     with np.errstate(over="ignore", invalid="ignore"):
                         accumulators[name].update(h)
+        if _compat.processes()[1] > 1:
+            if _compat.can_gather_across_processes():
+                seen = self._across_processes(accumulators, causes, seen, sharded)
+            elif sharded:
+                raise ValueError(
+                    f"{self.owner}: merging the processes' parts of the probe data is "
+                    f"implemented for JAX's multi-process runtime only; on "
+                    f"{keras.config.backend()} give every process the same `data`.")
         found = {}
         for name, acc in accumulators.items():
             cov, cause = _covariance_or_cause(acc, causes[name])
@@ -241,6 +261,41 @@ class LayerProbe:
             found[name] = Measurement(cov, int(acc.count), cause, mean)
         vectors = {name: np.asarray(rows, dtype=np.float64) for name, rows in kept.items()}
         return found, vectors, seen
+
+    def _across_processes(self, accumulators: dict[str, metrics.StreamingCovariance],
+                          causes: dict[str, str | None], seen: int, sharded: bool) -> int:
+        """Merges (or checks) the processes' statistics; returns the samples seen.
+
+        Per layer one array goes to every process: the count, whether the
+        activations were finite, the mean and M2 (Chan et al.'s merge).
+        """
+        for layer in self.layers:
+            name, acc = layer.name, accumulators[layer.name]
+            # The width first: a process that no batch reached does not know
+            # it, and every process must send arrays of one shape.
+            p = int(_compat.process_allgather(np.array([acc.n_features or 0])).max())
+            count, mean, m2 = acc.state() if acc.n_features else (0, np.zeros(p),
+                                                                  np.zeros((p, p)))
+            packed = np.concatenate([[count, causes[name] is None], mean, m2.ravel()])
+            rows = _compat.process_allgather(packed)
+            if not sharded:
+                same = np.allclose(rows[:, :2 + p], rows[:1, :2 + p], rtol=1e-6, atol=0)
+                if not same:
+                    self._warn(name, "processes", (
+                        "the probe data differs between processes (counts "
+                        f"{rows[:, 0].astype(int).tolist()}), so each process measured its "
+                        "own; give every process the same data"))
+                continue
+            if not rows[:, 1].all() and causes[name] is None:
+                causes[name] = "non_finite"
+            merged = metrics.StreamingCovariance(p)
+            for row in rows:
+                merged.merge(metrics.StreamingCovariance.from_state(
+                    int(row[0]), row[2 : 2 + p], row[2 + p :]))
+            accumulators[name] = merged
+        if sharded:
+            seen = int(_compat.process_allgather(np.array([seen])).sum())
+        return seen
 
     # -- forward passes ----------------------------------------------------
 
