@@ -2,6 +2,7 @@
 
 import contextlib
 import functools
+import os
 import sys
 import types
 
@@ -165,15 +166,13 @@ def processes():
 
         return jax.process_index(), jax.process_count()
     if backend == "tensorflow":
-        import os
-
         import tensorflow as tf
 
         resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
         if resolver is None and os.environ.get("TF_CONFIG"):
             resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         task_type = getattr(resolver, "task_type", None)
-        if task_type in ("chief", "worker"):
+        if resolver is not None and task_type in ("chief", "worker"):
             cluster = resolver.cluster_spec().as_dict()
             chiefs = len(cluster.get("chief", ()))
             index = 0 if task_type == "chief" else chiefs + int(resolver.task_id)

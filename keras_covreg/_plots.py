@@ -60,15 +60,54 @@ def _new_figure(size=PICTURE_SIZE, dpi=PICTURE_DPI):
     return fig
 
 
+# zlib level 3 instead of Pillow's 6: a quarter less time per picture for 5%
+# larger files (measured on a 340 x 260 heatmap), and the monitor encodes
+# several pictures every epoch.
+PNG_COMPRESS_LEVEL = 3
+
+
 def to_png(fig):
     """Renders a figure to PNG bytes.
 
-    zlib level 3 instead of Pillow's 6: a quarter less time per picture for
-    5% larger files (measured on a 340 x 260 heatmap), and the monitor
-    encodes several pictures every epoch.
+    A heatmap of `matrix_figure` that is redrawn every epoch is rendered by
+    blitting: its axes, ticks, colour bar and labels, which do not change,
+    are rendered once and kept; each call restores them and draws only what
+    changes (the cells, the subtitle and the frame over the cells). Most of a
+    picture's time goes to the text and ticks, so this cuts a heatmap's time
+    several times over; the pixels equal those of a full render (tested).
     """
+    changing = getattr(fig, "_changing", None)
+    if changing is None:
+        return to_png_full(fig)
+    canvas = fig.canvas
+    if getattr(fig, "_background", None) is None:
+        for artist in changing:
+            artist.set_visible(False)
+        canvas.draw()
+        fig._background = canvas.copy_from_bbox(fig.bbox)
+        for artist in changing:
+            artist.set_visible(True)
+    canvas.restore_region(fig._background)
+    for artist in changing:
+        artist.draw(canvas.get_renderer())
+    return _encode_png(canvas)
+
+
+def to_png_full(fig):
+    """Renders every artist of a figure to PNG bytes (`savefig`)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 3})
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+    return buffer.getvalue()
+
+
+def _encode_png(canvas):
+    """The Agg canvas's pixels as PNG bytes (as `savefig` writes them)."""
+    from PIL import Image  # matplotlib's own dependency
+
+    width, height = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    buffer = io.BytesIO()
+    image.save(buffer, format="png", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
 
 
@@ -160,6 +199,9 @@ def matrix_figure(matrix, *, title, label, limit=None, subtitle="", previous=Non
     bar.set_label(label, fontsize=FONT_SIZE, labelpad=5)
     subtitle_text = fig.texts[1] if subtitle else None
     fig._heatmap = (layout, image, subtitle_text)
+    # What changes when the figure is redrawn with new values (`to_png`): the
+    # cells, the subtitle, and the frame, which is drawn over the cells.
+    fig._changing = [image, *ax.spines.values(), *([subtitle_text] if subtitle_text else [])]
     return fig
 
 

@@ -405,3 +405,21 @@ def test_a_redrawn_heatmap_equals_a_new_one():
     # Another colour scale, or values beyond it (arrows on the bar): a new figure.
     assert _plots.matrix_figure(b, previous=first, **{**kwargs, "limit": 2.0}) is not first
     assert _plots.matrix_figure(b * 10, previous=first, **kwargs) is not first
+
+
+def test_a_blitted_heatmap_png_equals_a_full_render():
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    kwargs = dict(title="code: covariance", label="covariance", limit=2.0)
+    fig = None
+    for epoch in range(3):
+        c = np.cov(rng.normal(size=(40, 9)), rowvar=False)
+        c[2] = c[:, 2] = np.nan  # grey cells too
+        fig = _plots.matrix_figure(c, subtitle=f"epoch {epoch}, N=40", previous=fig, **kwargs)
+        fast = np.asarray(Image.open(io.BytesIO(_plots.to_png(fig))))
+        fresh = _plots.matrix_figure(c, subtitle=f"epoch {epoch}, N=40", **kwargs)
+        full = np.asarray(Image.open(io.BytesIO(_plots.to_png_full(fresh))))
+        np.testing.assert_array_equal(fast, full)
