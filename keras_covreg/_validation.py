@@ -176,8 +176,9 @@ def as_covariance(name, c):
         )
     if not np.isfinite(c).all():
         raise ValueError(f"`{name}` must be finite. Received: {name} with NaN or inf")
-    scale = max(float(np.max(np.abs(c))), np.finfo(np.float64).tiny)
-    asymmetry = float(np.max(np.abs(c - c.T)))
+    scale = max(float(np.max(c)), -float(np.min(c)), np.finfo(np.float64).tiny)
+    difference = np.subtract(c, c.T)
+    asymmetry = float(np.max(np.abs(difference, out=difference)))
     tolerance = symmetry_tolerance(source_dtype)
     if asymmetry > tolerance * scale:
         raise ValueError(
@@ -186,7 +187,8 @@ def as_covariance(name, c):
             f"with max |C - C^T| = {asymmetry:.3g} and max |C| = {scale:.3g}"
         )
     if asymmetry > 0:
-        c = (c + c.T) / 2
+        c = np.add(c, c.T)
+        c *= 0.5
     if np.min(np.diag(c)) < -1e-12 * scale:
         raise ValueError(
             f"`{name}` must have a non-negative diagonal (variances). Received: "

@@ -157,10 +157,10 @@ def _mapc_of(c: np.ndarray, abs_c: np.ndarray) -> float:
     k = int(active.sum())
     if k < 2:
         return math.nan
-    std = np.sqrt(np.diag(c)[active])
+    inverse_std = 1.0 / np.sqrt(np.diag(c)[active])
     corr = abs_c if active.all() else abs_c[np.ix_(active, active)]
-    corr = corr / std[:, None]
-    corr /= std[None, :]
+    corr = corr * inverse_std[:, None]
+    corr *= inverse_std[None, :]
     np.minimum(corr, 1.0, out=corr)  # round-off can put |r| a hair above 1
     # The mean over pairs i < j: C is symmetric, so the off-diagonal sum
     # counts each pair twice.
