@@ -28,7 +28,7 @@ declare -A cells=(
   [symmetric_l1_sum]="--pixels symmetric --l1-reduction sum"
   [linear_l1_sum]="--code-activation linear --l1-reduction sum"
 )
-order=(baseline l1_sum symmetric linear relu standardized sigmoid small patience10)
+order=(baseline l1_sum symmetric linear relu small patience10 standardized sigmoid)
 for cell in "${@:-${order[@]}}"; do
   echo "=== $cell: ${cells[$cell]} ($(date -u +%H:%M:%S))"
   # shellcheck disable=SC2086  # the cell's options are words
