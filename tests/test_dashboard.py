@@ -428,14 +428,7 @@ def test_tensorboard_server_dashboards(tmp_path):
 # -- The experiments' sweeps in the HParams dashboard --
 
 
-def needs_steps_per_execution():
-    if backend_utils.BACKEND == "torch":
-        pytest.skip("the XOR experiment compiles with steps_per_execution > 1, which "
-                    "Keras's torch backend refuses")
-
-
 def test_experiment_sweep_writes_hparams_sessions_and_results(tmp_path):
-    needs_steps_per_execution()
     from tensorboard.plugins.hparams import metadata as hparams_metadata
 
     from keras_covreg.experiments import xor
@@ -469,7 +462,6 @@ def test_experiment_sweep_writes_hparams_sessions_and_results(tmp_path):
 
 
 def test_cli_closing_message_gives_the_tensorboard_command(tmp_path, capsys):
-    needs_steps_per_execution()
     from keras_covreg.experiments import cli, runner
 
     cli.main(["xor", "--seeds", "1", "--steps-per-chunk", "5", "--max-chunks", "1",

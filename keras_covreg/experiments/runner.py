@@ -408,6 +408,19 @@ def run_sweep(name, config, out, *, plan, run_one, report, adds_runs=(), restart
     return exp, report(exp, results, config, time.perf_counter() - start)
 
 
+def steps_per_execution(steps):
+    """`steps` for `compile(steps_per_execution=)`, or 1 where Keras refuses more.
+
+    Grouping many small training steps into one call saves Keras's per-step
+    Python overhead; Keras's torch backend (3.15) refuses any value above 1.
+    The numbers are the same either way: only how the steps are dispatched
+    changes.
+    """
+    import keras
+
+    return 1 if keras.config.backend() == "torch" else steps
+
+
 # -- runs side by side -------------------------------------------------------
 
 

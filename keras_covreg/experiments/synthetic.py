@@ -88,7 +88,7 @@ def run_one(*, run_id, exp, config, projection, regularizer, strength):
     schedule = keras.optimizers.schedules.CosineDecay(
         config.learning_rate, decay_steps=steps * fit_epochs, alpha=0.01
     )
-    model.compile(keras.optimizers.Adam(schedule), "mse", steps_per_execution=steps)
+    model.compile(keras.optimizers.Adam(schedule), "mse", steps_per_execution=runner.steps_per_execution(steps))
     monitor = CovarianceMonitor(
         "code", x, log_dir=exp.tensorboard_dir(run_id),
         freq=max(1, config.monitor_every // passes),

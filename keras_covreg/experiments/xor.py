@@ -70,7 +70,7 @@ def _trainer(trainers, config, regularized):
         reg = CovarianceRegularizer(config.strength) if regularized else None
         model = models.xor_mlp(hidden_regularizer=reg)
         model.compile(keras.optimizers.Adam(config.learning_rate), "binary_crossentropy",
-                      steps_per_execution=config.steps_per_chunk)
+                      steps_per_execution=runner.steps_per_execution(config.steps_per_chunk))
         model.optimizer.build(model.trainable_variables)
         start = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
         trainers[regularized] = (model, start)
