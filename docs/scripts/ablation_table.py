@@ -38,10 +38,14 @@ def cell_runs(root):
     return runs
 
 
+def config_of(root):
+    with open(os.path.join(root, "cifar10", "config.json")) as f:
+        return json.load(f)
+
+
 def changed(root):
     """The options of the cell that differ from the defaults, as flags."""
-    with open(os.path.join(root, "cifar10", "config.json")) as f:
-        config = json.load(f)
+    config = config_of(root)
     defaults = vars(cifar10.Config())
     shown = ("pixels", "code_activation", "l1_reduction", "architecture", "patience")
     return " ".join(f"--{k.replace('_', '-')} {config[k]}" for k in shown
@@ -75,7 +79,9 @@ def main():
         minutes += sum(r.get("seconds", 0.0) for r in runs) / 60
         for row in ROWS:
             group = [r for r in runs if r["regularizer"] == row]
-            borrowed = not group and name != "baseline"
+            # Only rows the cell does not run at all come from the baseline.
+            rows_run = config_of(os.path.join(args.out, name))["rows"]
+            borrowed = not group and name != "baseline" and row not in rows_run
             if borrowed:
                 group = [r for r in baseline if r["regularizer"] == row]
             if not group:
