@@ -214,16 +214,24 @@ def _pruned(model, splits):
     The units and their means come from the validation images, the MSE from
     the test images.
     """
+    from keras_covreg.probe import measure
     from keras_covreg.pruning import prune_units
 
-    found = []
+    covariance = measure(model, splits.val, "code", max_samples=len(splits.val),
+                         batch_size=1000)["code"].covariance
+    found, previous = [], None
     for threshold in PRUNE_THRESHOLDS:
+        removed = metrics.switched_off_units(covariance, threshold=threshold).tolist()
+        if previous is not None and removed == previous[0]:
+            found.append({**previous[1], "threshold": threshold})  # the same model
+            continue
         smaller, report = prune_units(model, splits.val, layers="code", threshold=threshold,
                                       batch_size=1000)
         scaled, in_unit = _squared_errors(smaller, splits.test, splits.pixel_scale)
         found.append({"threshold": threshold, "units_kept": report.kept["code"],
                       "parameters": report.parameters_after,
                       "mse": scaled / splits.test.size, "mse_01": in_unit / splits.test.size})
+        previous = (removed, found[-1])
     return found
 
 
