@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         DeCovRegularization,
     )
     from keras_covreg.probe import LayerProbe, Measurement, measure
-    from keras_covreg.pruning import PruneReport, prune_units
+    from keras_covreg.pruning import CompressReport, PruneReport, compress_principal, prune_units
     from keras_covreg.regularizers import (
         ActivityL1Regularizer,
         CovarianceRegularizer,
@@ -64,6 +64,8 @@ _NEEDS_KERAS = {
     "measure": "keras_covreg.probe",
     "PruneReport": "keras_covreg.pruning",
     "prune_units": "keras_covreg.pruning",
+    "CompressReport": "keras_covreg.pruning",
+    "compress_principal": "keras_covreg.pruning",
 }
 
 __version__ = "0.1.0"
@@ -71,6 +73,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActivityL1Regularization",
     "ActivityL1Regularizer",
+    "CompressReport",
     "CovarianceMonitor",
     "CovarianceRegularization",
     "CovarianceRegularizer",
@@ -84,6 +87,7 @@ __all__ = [
     "StreamingCovariance",
     "__version__",
     "analyze",
+    "compress_principal",
     "covariance",
     "covariance_summary",
     "covariance_variance_ratio",

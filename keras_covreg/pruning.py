@@ -32,7 +32,7 @@ import numpy as np
 from keras_covreg import _validation, metrics, probe
 from keras_covreg.probe import DEFAULT_MAX_SAMPLES, LayerSpec
 
-__all__ = ["PruneReport", "prune_units"]
+__all__ = ["CompressReport", "PruneReport", "compress_principal", "prune_units"]
 
 PRUNABLE = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
@@ -316,24 +316,8 @@ def prune_units(
                     "inf), so the removed units cannot be taken into its bias.")
             _fold(c, weights, configs, mean)
 
-    def rebuilt(layer: Any) -> Any:
-        return layer.__class__.from_config(configs[layer.name])
-
-    smaller = keras.models.clone_model(model, clone_function=rebuilt)
-    for layer in smaller.layers:
-        if weights.get(layer.name):
-            layer.set_weights(weights[layer.name])
-
-    change, largest = 0.0, 0.0
-    for batch in probe.capped(probe.input_batches(probe.check_data(data), batch_size),
-                              max_samples):
-        before = keras.tree.flatten(model(batch, training=False))
-        after = keras.tree.flatten(smaller(batch, training=False))
-        for a, b in zip(after, before):
-            a = keras.ops.convert_to_numpy(a).astype(np.float64)
-            b = keras.ops.convert_to_numpy(b).astype(np.float64)
-            change = max(change, float(np.max(np.abs(a - b))))
-            largest = max(largest, float(np.max(np.abs(b))))
+    smaller = _rebuilt(model, configs, weights)
+    change, largest = _output_change(model, smaller, data, batch_size, max_samples)
     report = PruneReport(
         removed={name: plan[2].tolist() for name, plan in plans.items()},
         kept={name: len(plan[1]) for name, plan in plans.items()},
@@ -347,6 +331,35 @@ def prune_units(
             f"{change:.3g}, more than max_output_change={max_output_change:g}; lower the "
             f"threshold (threshold={threshold:g}).")
     return smaller, report
+
+
+def _rebuilt(model: Any, configs: dict[str, dict[str, Any]],
+             weights: dict[str, list[np.ndarray]]) -> Any:
+    """A clone of `model` with the given layer configs and weights."""
+    def rebuilt(layer: Any) -> Any:
+        return layer.__class__.from_config(configs[layer.name])
+
+    smaller = keras.models.clone_model(model, clone_function=rebuilt)
+    for layer in smaller.layers:
+        if weights.get(layer.name):
+            layer.set_weights(weights[layer.name])
+    return smaller
+
+
+def _output_change(model: Any, smaller: Any, data: Any, batch_size: int | None,
+                   max_samples: int) -> tuple[float, float]:
+    """The largest |output change| over `data`, and the largest |output| before."""
+    change, largest = 0.0, 0.0
+    for batch in probe.capped(probe.input_batches(probe.check_data(data), batch_size),
+                              max_samples):
+        before = keras.tree.flatten(model(batch, training=False))
+        after = keras.tree.flatten(smaller(batch, training=False))
+        for a, b in zip(after, before):
+            a = keras.ops.convert_to_numpy(a).astype(np.float64)
+            b = keras.ops.convert_to_numpy(b).astype(np.float64)
+            change = max(change, float(np.max(np.abs(a - b))))
+            largest = max(largest, float(np.max(np.abs(b))))
+    return change, largest
 
 
 def _fold(c: _Consumer, weights: dict[str, list[np.ndarray]],
@@ -364,3 +377,176 @@ def _fold(c: _Consumer, weights: dict[str, list[np.ndarray]],
     elif np.any(contribution != 0):
         configs[c.layer.name]["use_bias"] = True
         weights[c.layer.name] = [w[0], contribution.astype(w[0].dtype)]
+
+
+# Layers that are the identity at inference: the rotation of
+# `compress_principal` passes through them unchanged.
+_IDENTITY_AT_INFERENCE = (
+    keras.layers.Dropout, keras.layers.GaussianNoise, keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout, keras.layers.Identity,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressReport:
+    """What `compress_principal` kept and what it changed.
+
+    Attributes:
+        layer: the compressed layer's name.
+        units_before: its width before.
+        components: the principal components kept, its width after.
+        variance_kept: the share of the layer's variance over `data` that
+            those components hold, in [0, 1].
+        parameters_before, parameters_after: the models' parameter counts.
+        max_abs_change: the largest absolute change of any model output over
+            `data`.
+        max_rel_change: `max_abs_change` over the largest absolute output.
+    """
+
+    layer: str
+    units_before: int
+    components: int
+    variance_kept: float
+    parameters_before: int
+    parameters_after: int
+    max_abs_change: float
+    max_rel_change: float
+
+    def __str__(self) -> str:
+        return (f"{self.layer}: {self.units_before} units -> {self.components} principal "
+                f"components ({self.variance_kept:.4g} of the variance)\n"
+                f"parameters: {self.parameters_before:,} -> {self.parameters_after:,}\n"
+                f"largest output change on the data: {self.max_abs_change:.3g} "
+                f"({self.max_rel_change:.3g} of the largest output)")
+
+
+def compress_principal(
+    model: keras.Model,
+    data: Any,
+    *,
+    layer: LayerSpec,
+    variance: float = 0.99,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    batch_size: int | None = None,
+) -> tuple[keras.Model, CompressReport]:
+    r"""A copy of `model` whose linear `Dense` layer keeps its principal components.
+
+    The PCA-basis counterpart of `prune_units`: where UD_q on the PCA basis
+    (Kagebaeck & Mogren, Section 3.1) counts the principal components that
+    hold a share q of a layer's variance, this keeps the k smallest set of
+    them that holds `variance`. With the layer's outputs $h = xW + b$ over
+    `data`, of mean $\mu$ and covariance $C = V \Lambda V^	op$
+    (eigenvalues descending), the layer becomes $h' = (h - \mu) V_k$, that
+    is kernel $W V_k$ and bias $(b - \mu) V_k$, and each `Dense` reader with
+    kernel $U$ and bias $c$ becomes kernel $V_k^	op U$ and bias $c + \mu U$:
+    it reads $\mu + h' V_k^	op$, the projection of $h$ on the kept
+    components. The outputs change only by what the dropped components
+    varied.
+
+    Args:
+        model: a functional or Sequential Keras model.
+        data: probe inputs, as for `keras_covreg.measure`.
+        layer: a `Dense` layer with a linear activation (or its name), read
+            only by `Dense` layers, directly or through layers that are the
+            identity at inference (`Dropout`, the noise layers, `Identity`,
+            keras_covreg's penalty layers).
+        variance: the share of the variance to keep, in (0, 1]. Defaults to
+            0.99.
+        max_samples: the most samples of `data` read. Defaults to 10,000.
+        batch_size: batch size for array `data`; None for
+            `keras_covreg.probe.auto_batch_size`.
+
+    Returns:
+        ``(compressed model, CompressReport)``; `model` is not changed.
+
+    Raises:
+        ValueError: for a layer that is not a linear `Dense`, a reader other
+            than those above (named), a bad argument, or a covariance that is
+            undefined on `data`.
+
+    Examples:
+        >>> import numpy as np, keras
+        >>> model = keras.Sequential([keras.Input((2,)),
+        ...     keras.layers.Dense(5, name="code"), keras.layers.Dense(3, name="out")])
+        >>> x = np.random.default_rng(0).normal(size=(300, 2)).astype("float32")
+        >>> smaller, report = compress_principal(model, x, layer="code")
+        >>> report.components, smaller.get_layer("code").units  # rank 2 of 5
+        (2, 2)
+        >>> report.max_rel_change < 1e-4
+        True
+    """
+    fraction = _validation.check_fraction("variance", variance)
+    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional":
+        raise ValueError(
+            f"compress_principal: model {model.name!r} is a subclassed model "
+            f"({type(model).__name__}); only functional and Sequential models can be "
+            "compressed.")
+    (target,) = probe.resolve_layers(model, probe.layer_list(layer, "compress_principal"),
+                                     "compress_principal")
+    activation = getattr(target, "activation", None)
+    if not isinstance(target, keras.layers.Dense) or activation not in (
+            None, keras.activations.linear):
+        raise ValueError(
+            f"compress_principal: layer {target.name!r} must be a Dense layer with a linear "
+            f"activation (a rotation of its outputs must pass to its readers unchanged). "
+            f"Received: layer={target.name!r} ({type(target).__name__}, activation="
+            f"{getattr(activation, '__name__', activation)})")
+    if id(target) not in {id(x) for x in model.layers} or len(target._inbound_nodes) != 1:
+        raise ValueError(
+            f"compress_principal: layer {target.name!r} must be a layer of the model itself, "
+            f"called once. Received: layer={target.name!r}")
+    readers = []
+    todo = [target]
+    while todo:
+        current = todo.pop()
+        if _is_output(model, current):
+            raise _refuse(current, target.name, "its output is an output of the model, "
+                          "whose size would change")
+        for after in _outbound(current):
+            if len(after._inbound_nodes) != 1:
+                raise _refuse(after, target.name, "is called more than once")
+            if isinstance(after, keras.layers.Dense):
+                readers.append(after)
+            elif isinstance(after, _IDENTITY_AT_INFERENCE) or _is_penalty_layer(after):
+                todo.append(after)
+            else:
+                raise _refuse(after, target.name, "is not a Dense layer, or a layer that is "
+                              "the identity at inference between the layer and a Dense one")
+    measured = probe.measure(model, data, target, max_samples=max_samples,
+                             batch_size=batch_size)[target.name]
+    if measured.undefined is not None:
+        raise ValueError(f"compress_principal: the covariance of layer {target.name!r} is "
+                         f"undefined ({measured.undefined}) on this data.")
+    eigenvalues, vectors = np.linalg.eigh(measured.covariance)
+    order = np.argsort(eigenvalues)[::-1]
+    eigenvalues, vectors = np.clip(eigenvalues[order], 0.0, None), vectors[:, order]
+    total = float(eigenvalues.sum())
+    if total > 0:
+        share = np.cumsum(eigenvalues) / total
+        k = int(np.searchsorted(share, fraction * (1 - 1e-12)) + 1)
+    else:
+        k = 1
+    k = min(k, len(eigenvalues))
+    v = vectors[:, :k]
+    mean = np.asarray(measured.mean, np.float64)
+    weights = {x.name: [np.array(w) for w in x.get_weights()] for x in model.layers}
+    configs = {x.name: x.get_config() for x in model.layers}
+    w = weights[target.name]
+    bias = w[1].astype(np.float64) if target.use_bias else np.zeros(w[0].shape[-1])
+    weights[target.name] = [(w[0].astype(np.float64) @ v).astype(w[0].dtype),
+                            ((bias - mean) @ v).astype(w[0].dtype)]
+    configs[target.name].update(units=k, use_bias=True)
+    for reader in readers:
+        u = weights[reader.name]
+        c = u[1].astype(np.float64) if reader.use_bias else np.zeros(u[0].shape[-1])
+        weights[reader.name] = [(v.T @ u[0].astype(np.float64)).astype(u[0].dtype),
+                                (c + mean @ u[0].astype(np.float64)).astype(u[0].dtype)]
+        configs[reader.name]["use_bias"] = True
+    smaller = _rebuilt(model, configs, weights)
+    change, largest = _output_change(model, smaller, data, batch_size, max_samples)
+    return smaller, CompressReport(
+        layer=target.name, units_before=len(eigenvalues), components=k,
+        variance_kept=float(eigenvalues[:k].sum() / total) if total > 0 else math.nan,
+        parameters_before=int(model.count_params()),
+        parameters_after=int(smaller.count_params()),
+        max_abs_change=change, max_rel_change=change / largest if largest > 0 else math.nan)

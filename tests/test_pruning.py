@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from keras_covreg import CovarianceRegularization, CovarianceRegularizer
-from keras_covreg.pruning import prune_units
+from keras_covreg.pruning import compress_principal, prune_units
 from tests import backend_utils
 
 
@@ -180,3 +180,65 @@ def test_a_pruned_model_saves_loads_in_a_fresh_process_and_trains(tmp_path):
                           timeout=180, env={**os.environ})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ok")
+
+
+# -- compress_principal: the PCA-basis counterpart ---------------------------
+
+
+def linear_code_model(reader_bias=True):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    code = keras.layers.Dense(6, name="code",
+                              activity_regularizer=CovarianceRegularizer(0.1))(inputs)
+    h = keras.layers.Dropout(0.2, name="drop")(code)
+    out = keras.layers.Dense(4, name="out", use_bias=reader_bias)(h)
+    return keras.Model(inputs, out)
+
+
+def test_a_rank_deficient_linear_code_keeps_its_rank_and_its_outputs():
+    model = linear_code_model(reader_bias=False)
+    x = data((3,))
+    smaller, report = compress_principal(model, x, layer="code")
+    # 3 inputs through a linear layer: rank 3 of 6 units.
+    assert (report.components, report.units_before) == (3, 6)
+    assert smaller.get_layer("code").units == 3 and smaller.get_layer("out").use_bias
+    assert report.variance_kept == pytest.approx(1.0, abs=1e-6)
+    assert report.parameters_after < report.parameters_before
+    assert_same_outputs(model, smaller, x, rtol=1e-5)
+
+
+def test_fewer_components_give_the_projection_of_the_code():
+    model = linear_code_model()
+    x = data((3,))
+    smaller, report = compress_principal(model, x, layer="code", variance=0.6)
+    assert report.components < 3
+    # The float64 reference: the code projected on its top-k principal
+    # components, read by the reader's original weights.
+    h = outputs(keras.Model(model.inputs, model.get_layer("code").output), x).astype(np.float64)
+    mean = h.mean(axis=0)
+    values, vectors = np.linalg.eigh(np.cov(h, rowvar=False))
+    v = vectors[:, np.argsort(values)[::-1][: report.components]]
+    u, c = model.get_layer("out").get_weights()
+    expected = ((h - mean) @ v @ v.T + mean) @ u + c
+    np.testing.assert_allclose(outputs(smaller, x), expected, rtol=1e-4,
+                               atol=1e-5 * np.abs(expected).max())
+    shares = np.sort(values)[::-1] / values.sum()
+    assert report.variance_kept == pytest.approx(shares[: report.components].sum(), rel=1e-6)
+    assert report.max_abs_change > 1e-3  # dropped components varied
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh",
+                                                                     name="code"),
+                               keras.layers.Dense(2)]), "linear activation"),
+    (lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="code"),
+                               keras.layers.Activation("relu", name="act"),
+                               keras.layers.Dense(2)]), "'act' \\(Activation\\)"),
+    (lambda: keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="code")]),
+     "output of the model"),
+])
+def test_compress_refuses_what_a_rotation_cannot_pass(build, match):
+    with pytest.raises(ValueError, match=match):
+        compress_principal(build(), data((3,), n=50), layer="code")
+    with pytest.raises(ValueError, match="variance=0"):
+        compress_principal(linear_code_model(), data((3,), n=50), layer="code", variance=0)
